@@ -1,0 +1,19 @@
+"""Strict test configuration, set up before JAX is imported anywhere.
+
+* 8 fake CPU devices, so sharding / shard_map tests run on any machine;
+* rank promotion raises and dtype promotion is strict, so a silently
+  broadcast shape or an accidental int/float mix is a test failure;
+* warnings are errors (see ``filterwarnings`` in pyproject.toml).
+"""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
