@@ -1,0 +1,49 @@
+"""jaxheads: TensorFlow Estimator heads for JAX and Flax.
+
+A head turns a model's logits into the training loss, the predictions, the
+streaming evaluation metrics and the serving outputs, with the semantics
+(and numbers) of ``tf.estimator``'s heads.
+"""
+
+from jaxheads import losses, metrics
+from jaxheads._checks import traced_value_checks
+from jaxheads.feature_column import NumericColumn, numeric_column
+from jaxheads.heads import (
+    BinaryClassHead,
+    Head,
+    HeadSpec,
+    LogisticRegressionHead,
+    PoissonRegressionHead,
+    RegressionHead,
+    binary_classification_head,
+    logistic_regression_head,
+    poisson_regression_head,
+    regression_head,
+)
+from jaxheads.modes import ModeKeys
+from jaxheads.reduction import Reduction, reduce_weighted_loss
+from jaxheads.vocabulary import LabelVocabulary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BinaryClassHead",
+    "Head",
+    "HeadSpec",
+    "LabelVocabulary",
+    "LogisticRegressionHead",
+    "ModeKeys",
+    "NumericColumn",
+    "PoissonRegressionHead",
+    "Reduction",
+    "RegressionHead",
+    "binary_classification_head",
+    "logistic_regression_head",
+    "losses",
+    "metrics",
+    "numeric_column",
+    "poisson_regression_head",
+    "reduce_weighted_loss",
+    "regression_head",
+    "traced_value_checks",
+]

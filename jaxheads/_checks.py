@@ -1,0 +1,237 @@
+"""Validation shared by the heads: shapes and dtypes at trace time, values on the host.
+
+Shape and dtype problems are static and raise ``ValueError``/``TypeError``
+while tracing. Value problems (labels outside their range, say) depend on
+data: they raise ``ValueError`` whenever the values are concrete (eager
+calls, host-side arrays). Under ``jit`` the values are abstract; inside
+:func:`traced_value_checks` the heads then emit ``checkify`` checks, which
+the caller functionalises with ``jax.experimental.checkify.checkify``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+__all__ = ["traced_value_checks"]
+
+_TRACED_CHECKS = contextvars.ContextVar("jaxheads_traced_value_checks", default=False)
+
+
+@contextlib.contextmanager
+def traced_value_checks(enabled: bool = True) -> Iterator[None]:
+    """Emits ``checkify`` checks for value conditions while tracing under this context.
+
+    Label-range and similar checks cannot raise inside ``jit`` (the values
+    are not known while tracing). Trace a function under this context and
+    wrap it with ``checkify.checkify`` to get them as runtime errors::
+
+        with jaxheads.traced_value_checks():
+            err, loss = jax.jit(checkify.checkify(step))(batch)
+        err.throw()
+
+    Without ``checkify`` around it, a function traced in this context fails to
+    compile (JAX cannot stage a check it does not functionalise).
+    """
+    token = _TRACED_CHECKS.set(enabled)
+    try:
+        yield
+    finally:
+        _TRACED_CHECKS.reset(token)
+
+
+def concrete_value(x: Any) -> np.ndarray | None:
+    """The value of ``x`` as a NumPy array, or ``None`` when ``x`` is being traced."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return np.asarray(x)
+
+
+def check_values(
+    array: jax.Array, predicate: Callable[[Any], Any], message: Callable[[np.ndarray], str]
+) -> None:
+    """Raises ``ValueError(message(bad))`` unless ``predicate(array)`` holds everywhere.
+
+    ``predicate`` must work on NumPy and JAX arrays alike. ``message`` gets the
+    offending values (NumPy) when they are concrete.
+    """
+    value = concrete_value(array)
+    if value is not None:
+        ok = np.asarray(predicate(value))
+        if not ok.all():
+            raise ValueError(message(value[~ok]))
+    elif _TRACED_CHECKS.get():
+        checkify.check(jnp.all(predicate(array)), message(np.array(["<traced>"])))
+
+
+def shape_str(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def float_logits(logits: Any, logits_dimension: int) -> jax.Array:
+    """Casts logits to float32 and checks their shape is ``[D0, …, DN, logits_dimension]``."""
+    if logits is None:
+        raise ValueError("logits must not be None: expected an array of shape [D0, ..., DN, "
+                         f"{logits_dimension}].")
+    logits = jnp.asarray(logits)
+    if not (jnp.issubdtype(logits.dtype, jnp.floating) or jnp.issubdtype(logits.dtype, jnp.integer)):
+        raise TypeError(f"logits must be a float or integer array, got dtype {logits.dtype}.")
+    if logits.ndim < 2:
+        raise ValueError(
+            f"logits must have rank at least 2.  Received rank {logits.ndim}, shape "
+            f"{shape_str(logits.shape)}; expected [D0, ..., DN, {logits_dimension}]."
+        )
+    if logits.shape[-1] != logits_dimension:
+        raise ValueError(
+            "logits shape must be [D0, D1, ... DN, logits_dimension], got "
+            f"{shape_str(logits.shape)}: expected the last dimension to be "
+            f"logits_dimension={logits_dimension}."
+        )
+    return logits.astype(jnp.float32)
+
+
+def dense_labels(labels: Any, logits_shape: tuple[int, ...], expected_dim: int) -> jax.Array:
+    """Checks dense labels against the logits, returning them shaped ``[D0, …, DN, expected_dim]``.
+
+    ``[D0, …, DN]`` labels are accepted and expanded when ``expected_dim == 1``
+    (and for any ``expected_dim`` the expansion happens first, so a wrong last
+    dimension is reported as such, as TF does).
+    """
+    if labels is None:
+        raise ValueError(
+            "You must provide a labels Tensor. Given: None. Suggested troubleshooting steps: "
+            "Check that your data contains your label feature. Check that your input_fn "
+            "properly parses and returns labels."
+        )
+    labels = jnp.asarray(labels)
+    if labels.ndim == len(logits_shape) - 1:
+        labels = labels[..., None]
+    if labels.ndim < 2:
+        raise ValueError(
+            f"labels must have rank at least 2.  Received rank {labels.ndim}, shape "
+            f"{shape_str(labels.shape)}."
+        )
+    if labels.shape[-1] != expected_dim:
+        raise ValueError(
+            f"Mismatched label shape. Expected labels dimension={expected_dim}.  Received "
+            f"{labels.shape[-1]} (labels shape {shape_str(labels.shape)}). Suggested Fix: If "
+            "your classifier expects one-hot encoding label, check your n_classes argument to "
+            "the estimator and/or the shape of your label. Otherwise, check the shape of your "
+            "label."
+        )
+    expected = tuple(logits_shape[:-1]) + (expected_dim,)
+    if labels.shape != expected:
+        raise ValueError(
+            f"labels shape must be [D0, D1, ... DN, {expected_dim}]. Suggested Fix: check your "
+            "n_classes argument to the head and/or the shape of your label., "
+            f"expected_labels_shape: {shape_str(expected)}. labels_shape: "
+            f"{shape_str(labels.shape)}."
+        )
+    return labels
+
+
+def weights_from_features(
+    features: Mapping[str, Any] | None,
+    weight_column: Any,
+    logits_shape: tuple[int, ...],
+    allow_per_logit_weights: bool = False,
+) -> jax.Array:
+    """The float32 weights for ``logits_shape``, shaped ``[D0, …, DN, 1]`` (or ``[…, d]``).
+
+    Without a weight column the weights are ones. ``weight_column`` is a
+    feature key (``str``) or a :class:`NumericColumn`.
+    """
+    from jaxheads.feature_column import NumericColumn
+
+    ones_shape = tuple(logits_shape[:-1]) + (1,)
+    if weight_column is None:
+        return jnp.ones(ones_shape, jnp.float32)
+    column = NumericColumn(weight_column) if isinstance(weight_column, str) else weight_column
+    if not isinstance(column, NumericColumn):
+        raise TypeError(
+            "Weight column must be either a string or NumericColumn. Given type: "
+            f"{type(weight_column)}."
+        )
+    if features is None or column.key not in features:
+        available = sorted(features) if features is not None else None
+        raise ValueError(
+            f"weight_column {column.key!r} is missing from features: expected a key "
+            f"{column.key!r} in features, got keys {available}."
+        )
+    weights = jnp.asarray(features[column.key])
+    if not (
+        jnp.issubdtype(weights.dtype, jnp.floating)
+        or jnp.issubdtype(weights.dtype, jnp.integer)
+        or weights.dtype == jnp.bool_
+    ):
+        raise ValueError(
+            f"Weight column should be castable to float. Given dtype: {weights.dtype}"
+        )
+    weights = weights.astype(jnp.float32)
+    if column.normalizer_fn is not None:
+        weights = jnp.asarray(column.normalizer_fn(weights), jnp.float32)
+    batch_shape = tuple(logits_shape[:-1])
+    allowed = [batch_shape, batch_shape + (1,)]
+    if allow_per_logit_weights:
+        allowed.append(tuple(logits_shape))
+    if weights.shape not in allowed:
+        expected = "[D0, D1, ... DN] or [D0, D1, ... DN, 1]"
+        if allow_per_logit_weights:
+            expected = "[D0, D1, ... DN], [D0, D1, ... DN, 1] or [D0, D1, ... DN, logits_dimension]"
+        raise ValueError(
+            f"weights shape must be {expected}, logits_shape: {shape_str(logits_shape)}. "
+            f"weights_shape: {shape_str(weights.shape)}. (Expected one of "
+            f"{', '.join(shape_str(s) for s in allowed)}.)"
+        )
+    if weights.shape == batch_shape:
+        weights = weights[..., None]
+    return weights
+
+
+def check_loss_fn_args(loss_fn: Callable[..., Any] | None, allowed: frozenset[str]) -> None:
+    """Validates a custom ``loss_fn``'s parameter names the way TF does."""
+    import inspect
+
+    if loss_fn is None:
+        return
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn)}.")
+    params = inspect.signature(loss_fn).parameters.values()
+    names = tuple(
+        p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    )
+    for required in ("labels", "logits"):
+        if required not in names:
+            raise ValueError(
+                f"loss_fn must contain argument: {required}. Given arguments: {names}"
+            )
+    unexpected = [n for n in names if n not in allowed]
+    if unexpected:
+        raise ValueError(
+            f"loss_fn has unexpected args: {unexpected}; allowed arguments are {sorted(allowed)}."
+        )
+
+
+def loss_fn_params(loss_fn: Callable[..., Any]) -> frozenset[str]:
+    import inspect
+
+    return frozenset(inspect.signature(loss_fn).parameters)
+
+
+def check_thresholds(thresholds: Any) -> tuple[float, ...]:
+    """``thresholds`` as a tuple of floats, each strictly inside (0, 1)."""
+    thresholds = tuple(float(t) for t in thresholds) if thresholds else ()
+    for t in thresholds:
+        if t <= 0.0 or t >= 1.0:
+            raise ValueError(
+                f"thresholds not in (0, 1): {(thresholds,)}. Each threshold must satisfy "
+                f"0 < t < 1; got {t}."
+            )
+    return thresholds

@@ -1,0 +1,136 @@
+"""Loss reductions (TF's ``tf.losses.Reduction``) and the weighted reduce.
+
+The reduce works on one device or inside ``shard_map`` / ``pmap`` with an
+``axis_name``: the numerator and the denominator are summed over the named
+axis *before* dividing, so the loss is normalised over the global batch and
+never computed as a biased mean of per-shard means.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+__all__ = ["Reduction", "reduce_weighted_loss", "safe_divide"]
+
+
+class Reduction(str, enum.Enum):
+    """How the weighted per-element loss becomes the scalar training loss.
+
+    Let ``L`` be the per-element loss and ``W`` the weights broadcast to it.
+
+    * ``SUM``: ``Σ W·L``.
+    * ``SUM_OVER_BATCH_SIZE`` (default; also ``AUTO``): ``Σ W·L / size(L)``.
+    * ``MEAN``: ``Σ W·L / Σ W`` (TF1 ``weighted_mean``).
+    * ``SUM_BY_NONZERO_WEIGHTS``: ``Σ W·L / count(W ≠ 0)``.
+
+    ``NONE`` exists so that ported code type-checks, but a head rejects it, as
+    TF does: a head must return a scalar loss. Every reduction divides with
+    "divide-no-NaN" semantics (an empty or all-zero-weight batch gives 0).
+
+    Besides the members, :meth:`validate` accepts their lower-case values,
+    TF2's ``"auto"`` and TF1's ``"weighted_*"`` strings.
+
+    Examples:
+        >>> Reduction.validate("sum_over_batch_size")
+        <Reduction.SUM_OVER_BATCH_SIZE: 'sum_over_batch_size'>
+        >>> Reduction.validate("weighted_sum")
+        <Reduction.SUM: 'sum'>
+    """
+
+    SUM = "sum"
+    SUM_OVER_BATCH_SIZE = "sum_over_batch_size"
+    MEAN = "mean"
+    SUM_BY_NONZERO_WEIGHTS = "sum_by_nonzero_weights"
+    AUTO = "auto"
+    NONE = "none"
+
+    @classmethod
+    def validate(cls, loss_reduction: Any) -> Reduction:
+        """Returns the canonical member for ``loss_reduction`` or raises ``ValueError``."""
+        if isinstance(loss_reduction, enum.Enum):
+            loss_reduction = loss_reduction.value
+        key = loss_reduction.lower() if isinstance(loss_reduction, str) else None
+        member = _ALIASES.get(key) if key is not None else None
+        if member is None:
+            valid = sorted(_ALIASES)
+            raise ValueError(
+                f"Invalid loss_reduction: {loss_reduction}. See `jaxheads.Reduction` for valid "
+                f"options: expected one of {valid} (NONE is not allowed: a head returns a "
+                "scalar loss)."
+            )
+        return member
+
+    def __str__(self) -> str:  # Keep f-strings and error messages readable.
+        return self.value
+
+
+_ALIASES: dict[str, Reduction] = {
+    "sum": Reduction.SUM,
+    "sum_over_batch_size": Reduction.SUM_OVER_BATCH_SIZE,
+    "mean": Reduction.MEAN,
+    "sum_by_nonzero_weights": Reduction.SUM_BY_NONZERO_WEIGHTS,
+    "auto": Reduction.SUM_OVER_BATCH_SIZE,
+    # TF1 (`tf.compat.v1.losses.Reduction`) spellings, for ported code.
+    "weighted_sum": Reduction.SUM,
+    "weighted_sum_over_batch_size": Reduction.SUM_OVER_BATCH_SIZE,
+    "weighted_mean": Reduction.MEAN,
+    "weighted_sum_by_nonzero_weights": Reduction.SUM_BY_NONZERO_WEIGHTS,
+    "weighted_sum_over_nonzero_weights": Reduction.SUM_BY_NONZERO_WEIGHTS,
+}
+
+
+def safe_divide(numerator: ArrayLike, denominator: ArrayLike) -> jax.Array:
+    """``numerator / denominator``, or 0 where the denominator is 0 (gradient-safe)."""
+    numerator = jnp.asarray(numerator)
+    denominator = jnp.asarray(denominator)
+    is_zero = denominator == 0
+    return jnp.where(is_zero, jnp.zeros_like(numerator), numerator / jnp.where(is_zero, 1, denominator))
+
+
+def reduce_weighted_loss(
+    loss: ArrayLike,
+    weights: ArrayLike,
+    reduction: Reduction | str,
+    axis_name: Any = None,
+) -> jax.Array:
+    """Reduces a per-element loss to a float32 scalar.
+
+    Args:
+      loss: per-element loss, shape ``[D0, …, DN, k]``, any float dtype.
+      weights: weights of the same shape as ``loss`` or broadcastable to it by
+        trailing dimensions of size 1 (``[D0, …, DN, 1]``).
+      reduction: a :class:`Reduction` (or one of its accepted strings).
+      axis_name: inside ``shard_map`` / ``pmap``, the mapped axis (or tuple of
+        axes) the batch is split over; sums are then global.
+
+    Returns:
+      A float32 scalar.
+
+    Examples:
+      >>> loss = jnp.array([[0.0], [41.0], [44.0]])
+      >>> w = jnp.array([[1.0], [0.0], [1.5]])
+      >>> float(reduce_weighted_loss(loss, w, "sum_by_nonzero_weights"))
+      33.0
+    """
+    reduction = Reduction.validate(reduction)
+    loss = jnp.asarray(loss, jnp.float32)
+    weights = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), loss.shape)
+    total = jnp.sum(weights * loss)
+    if reduction is Reduction.SUM:
+        denominator = None
+    elif reduction is Reduction.SUM_OVER_BATCH_SIZE:
+        denominator = jnp.asarray(loss.size, jnp.float32)
+    elif reduction is Reduction.MEAN:
+        denominator = jnp.sum(weights)
+    else:
+        denominator = jnp.sum((weights != 0).astype(jnp.float32))
+    if axis_name is not None:
+        total = jax.lax.psum(total, axis_name)
+        if denominator is not None:
+            denominator = jax.lax.psum(denominator, axis_name)
+    return total if denominator is None else safe_divide(total, denominator)
