@@ -165,7 +165,12 @@ def weights_from_features(
             f"weight_column {column.key!r} is missing from features: expected a key "
             f"{column.key!r} in features, got keys {available}."
         )
-    weights = jnp.asarray(features[column.key])
+    raw = features[column.key]
+    if not isinstance(raw, jax.Array) and np.asarray(raw).dtype.kind in "USO":
+        raise ValueError(
+            f"Weight column should be castable to float. Given dtype: {np.asarray(raw).dtype}"
+        )
+    weights = jnp.asarray(raw)
     if not (
         jnp.issubdtype(weights.dtype, jnp.floating)
         or jnp.issubdtype(weights.dtype, jnp.integer)

@@ -39,9 +39,11 @@ def _sigmoid_ce_jvp(primals, tangents):
     labels, logits = primals
     d_labels, d_logits = tangents
     loss = _sigmoid_ce(labels, logits)
-    # d/dlogits = sigmoid(x) - z (exact, finite even for ±inf); d/dlabels = -x.
+    # d/dlogits = sigmoid(x) - z (exact, finite even for ±inf); d/dlabels = -x,
+    # clipped to the finite range so that a zero label tangent stays 0 at x = ±inf.
+    finite_max = jnp.finfo(jnp.float32).max
     d_loss = (jax.nn.sigmoid(logits) - labels) * d_logits
-    d_loss = d_loss + _times_or_zero(-logits, d_labels)
+    d_loss = d_loss - jnp.clip(logits, -finite_max, finite_max) * d_labels
     return loss, d_loss
 
 

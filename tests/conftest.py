@@ -17,3 +17,6 @@ import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+# Fixture generators in tests/data run under TensorFlow, never under pytest.
+collect_ignore_glob = ["data/*"]
