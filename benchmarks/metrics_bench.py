@@ -1,0 +1,289 @@
+"""Benchmark: the full binary-head metric update per batch, jaxheads vs Keras 3 vs naive.
+
+Run:  python benchmarks/metrics_bench.py [--sizes 10000 100000 1000000] [--repeats 7]
+
+What is timed (one jitted call per batch, ``block_until_ready``, median of
+``--repeats`` runs after a warm-up call): everything TF's ``BinaryClassHead``
+updates on one eval batch of N examples with weights —
+
+* weighted means of the loss, the predicted probability and the label;
+* accuracy of the class ids; precision and recall of the class ids;
+* ROC-AUC and PR-AUC at 200 thresholds;
+* accuracy / precision / recall at the thresholds 0.25, 0.5, 0.75.
+
+The three contenders compute the same numbers from the same logits, labels
+and weights:
+
+* **ours** — ``jaxheads.metrics`` states (one bucketing for both AUCs, exact
+  double-float accumulators);
+* **keras** — Keras 3 metrics on the JAX backend (``keras.metrics.AUC`` x2,
+  ``Precision``, ``Recall``, ``BinaryAccuracy``, ``Accuracy``, ``Mean`` …) through
+  ``stateless_update_state`` inside one ``jax.jit`` — the fastest way to run
+  them. Skipped when keras is not installed (``pip install jaxheads[bench]``);
+* **naive** — plain jnp under jit with an ``[N, T]`` threshold comparison.
+
+A second table times the confusion-curve (AUC) update alone at T = 200 and
+T = 20,000 thresholds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxheads import metrics
+
+THRESHOLDS = (0.25, 0.5, 0.75)
+NUM_THRESHOLDS = 200
+
+
+# ---------------------------------------------------------------------------- helpers
+def _timeit(fn: Callable[..., Any], *args: Any, repeats: int) -> float:
+    """Median wall time in ms of ``fn(*args)`` (after one warm-up / compile call)."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def _inputs(n: int, seed: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, 1)) < 0.3).astype(np.float32)
+    logits = (rng.normal(size=(n, 1)) + 1.5 * labels).astype(np.float32)
+    weights = rng.uniform(0.5, 2.0, size=(n, 1)).astype(np.float32)
+    return jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(weights)
+
+
+def _head_parts(logits: jax.Array, labels: jax.Array):
+    """Loss, probability and class id, as the binary head computes them."""
+    loss = jnp.maximum(logits, 0.0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    prob = jax.nn.sigmoid(logits)
+    class_ids = (logits > 0).astype(jnp.float32)
+    return loss, prob, class_ids
+
+
+# ---------------------------------------------------------------------------- ours
+def ours_init() -> dict[str, Any]:
+    return {
+        "average_loss": metrics.Mean.empty(),
+        "accuracy": metrics.Accuracy.empty(),
+        "class_ids": metrics.ConfusionAtThresholds.empty(thresholds=(0.5,)),
+        "prediction/mean": metrics.Mean.empty(),
+        "label/mean": metrics.Mean.empty(),
+        "curve": metrics.ConfusionCurve.empty(num_thresholds=NUM_THRESHOLDS),
+        "thresholds": metrics.ConfusionAtThresholds.empty(thresholds=THRESHOLDS),
+    }
+
+
+@jax.jit
+def ours_update(state: dict[str, Any], logits, labels, weights) -> dict[str, Any]:
+    loss, prob, class_ids = _head_parts(logits, labels)
+    return {
+        "average_loss": state["average_loss"].update(loss, weights),
+        "accuracy": state["accuracy"].update(labels, class_ids, weights),
+        "class_ids": state["class_ids"].update(labels, class_ids, weights),
+        "prediction/mean": state["prediction/mean"].update(prob, weights),
+        "label/mean": state["label/mean"].update(labels, weights),
+        "curve": state["curve"].update(labels, prob, weights),
+        "thresholds": state["thresholds"].update(labels, prob, weights),
+    }
+
+
+def ours_compute(state: dict[str, Any]) -> dict[str, float]:
+    at = state["thresholds"]
+    out = {
+        "average_loss": state["average_loss"].compute(),
+        "accuracy": state["accuracy"].compute(),
+        "precision": state["class_ids"].precision()[0],
+        "recall": state["class_ids"].recall()[0],
+        "prediction/mean": state["prediction/mean"].compute(),
+        "label/mean": state["label/mean"].compute(),
+        "auc": state["curve"].roc_auc(),
+        "auc_precision_recall": state["curve"].pr_auc(),
+    }
+    for i, t in enumerate(THRESHOLDS):
+        out[f"accuracy/{t:g}"] = at.accuracy()[i]
+        out[f"precision/{t:g}"] = at.precision()[i]
+        out[f"recall/{t:g}"] = at.recall()[i]
+    return {k: float(v) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------- naive
+def naive_init() -> dict[str, jax.Array]:
+    z = jnp.zeros((), jnp.float32)
+    zt = jnp.zeros((NUM_THRESHOLDS,), jnp.float32)
+    z3 = jnp.zeros((len(THRESHOLDS),), jnp.float32)
+    return {
+        **{k: z for k in ("loss_t", "w", "acc_t", "pm_t", "lm_t")},
+        **{k: z for k in ("c_tp", "c_fp", "c_fn")},
+        **{k: zt for k in ("tp", "fp", "tn", "fn")},
+        **{k: z3 for k in ("t_tp", "t_fp", "t_fn", "t_acc")},
+    }
+
+
+@jax.jit
+def naive_update(s: dict[str, jax.Array], logits, labels, weights) -> dict[str, jax.Array]:
+    loss, prob, class_ids = _head_parts(logits, labels)
+    w = weights.reshape(-1)
+    y = labels.reshape(-1)
+    p = prob.reshape(-1)
+    c = class_ids.reshape(-1)
+    pos = (y != 0).astype(jnp.float32)
+    wp, wn = w * pos, w * (1.0 - pos)
+    curve_t = jnp.asarray(metrics.curve_thresholds(NUM_THRESHOLDS))
+    above = (p[:, None] > curve_t[None, :]).astype(jnp.float32)  # [N, T]
+    tp, fp = wp @ above, wn @ above
+    at = jnp.asarray(THRESHOLDS, jnp.float32)
+    above3 = (p[:, None] > at[None, :]).astype(jnp.float32)  # [N, 3]
+    t_tp, t_fp = wp @ above3, wn @ above3
+    match3 = (y[:, None] == above3).astype(jnp.float32)
+    return {
+        "loss_t": s["loss_t"] + jnp.sum(loss.reshape(-1) * w),
+        "w": s["w"] + jnp.sum(w),
+        "acc_t": s["acc_t"] + jnp.sum(w * (y == c).astype(jnp.float32)),
+        "pm_t": s["pm_t"] + jnp.sum(w * p),
+        "lm_t": s["lm_t"] + jnp.sum(w * y),
+        "c_tp": s["c_tp"] + jnp.sum(wp * c),
+        "c_fp": s["c_fp"] + jnp.sum(wn * c),
+        "c_fn": s["c_fn"] + jnp.sum(wp * (1.0 - c)),
+        "tp": s["tp"] + tp,
+        "fp": s["fp"] + fp,
+        "tn": s["tn"] + (jnp.sum(wn) - fp),
+        "fn": s["fn"] + (jnp.sum(wp) - tp),
+        "t_tp": s["t_tp"] + t_tp,
+        "t_fp": s["t_fp"] + t_fp,
+        "t_fn": s["t_fn"] + (jnp.sum(wp) - t_tp),
+        "t_acc": s["t_acc"] + w @ match3,
+    }
+
+
+# ---------------------------------------------------------------------------- keras
+def keras_contender() -> tuple[Callable[..., Any], Any, Callable[..., dict[str, float]]] | None:
+    """(jitted update, initial variables, compute) with Keras 3 metrics, or None."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    try:
+        import keras
+    except ImportError:
+        return None
+    if keras.backend.backend() != "jax":
+        return None
+    km = keras.metrics
+    ms: dict[str, Any] = {
+        "average_loss": km.Mean(),
+        "accuracy": km.Accuracy(),
+        "precision": km.Precision(),
+        "recall": km.Recall(),
+        "prediction/mean": km.Mean(),
+        "label/mean": km.Mean(),
+        "auc": km.AUC(num_thresholds=NUM_THRESHOLDS),
+        "auc_pr": km.AUC(num_thresholds=NUM_THRESHOLDS, curve="PR"),
+        "t_precision": km.Precision(thresholds=list(THRESHOLDS)),
+        "t_recall": km.Recall(thresholds=list(THRESHOLDS)),
+    }
+    for t in THRESHOLDS:
+        ms[f"accuracy/{t:g}"] = km.BinaryAccuracy(threshold=t)
+    variables = {k: [v.value for v in m.variables] for k, m in ms.items()}
+
+    @jax.jit
+    def update(vs, logits, labels, weights):
+        loss, prob, class_ids = _head_parts(logits, labels)
+        args: dict[str, tuple[Any, ...]] = {
+            "average_loss": (loss,),
+            "accuracy": (labels, class_ids),
+            "precision": (labels, class_ids),
+            "recall": (labels, class_ids),
+            "prediction/mean": (prob,),
+            "label/mean": (labels,),
+        }
+        out = {}
+        for k, m in ms.items():
+            a = args.get(k, (labels, prob))
+            out[k] = m.stateless_update_state(vs[k], *a, sample_weight=weights)
+        return out
+
+    def compute(vs) -> dict[str, float]:
+        res = {k: np.asarray(m.stateless_result(vs[k])) for k, m in ms.items()}
+        out = {k: float(res[k]) for k in ms if not k.startswith("t_")}
+        out["auc_precision_recall"] = out.pop("auc_pr")
+        for i, t in enumerate(THRESHOLDS):
+            out[f"precision/{t:g}"] = float(res["t_precision"][i])
+            out[f"recall/{t:g}"] = float(res["t_recall"][i])
+        return out
+
+    return update, variables, compute
+
+
+# ---------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10**4, 10**5, 10**6, 10**7])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-naive-above", type=int, default=10**7,
+                        help="skip the naive [N, T] version above this N")
+    args = parser.parse_args()
+
+    print(f"JAX {jax.__version__}, backend {jax.default_backend()}, "
+          f"{os.cpu_count()} CPUs, {platform.machine()} {platform.processor() or ''}".rstrip())
+    keras_c = keras_contender()
+    if keras_c is None:
+        print("keras (JAX backend) not available: the keras column is skipped")
+    else:
+        import keras
+
+        print(f"Keras {keras.__version__}")
+
+    print("\nFull binary-head metric update per batch (ms, median)")
+    print(f"{'N':>10} | {'ours ms':>9} | {'keras ms':>9} | {'naive ms':>9} | "
+          f"{'keras/ours':>10} | {'naive/ours':>10}")
+    print("-" * 72)
+    for n in args.sizes:
+        logits, labels, weights = _inputs(n)
+        st = ours_init()
+        t_ours = _timeit(ours_update, st, logits, labels, weights, repeats=args.repeats)
+        ours_vals = ours_compute(ours_update(st, logits, labels, weights))
+        t_keras = t_naive = float("nan")
+        if keras_c is not None:
+            k_update, k_vars, k_compute = keras_c
+            t_keras = _timeit(k_update, k_vars, logits, labels, weights, repeats=args.repeats)
+            k_vals = k_compute(k_update(k_vars, logits, labels, weights))
+            worst = max(abs(k_vals[k] - ours_vals[k]) for k in k_vals)
+            if worst > 1e-4:
+                print(f"  warning: ours and keras differ by {worst:.2e} at N={n}")
+        if n <= args.no_naive_above:
+            t_naive = _timeit(naive_update, naive_init(), logits, labels, weights,
+                              repeats=max(3, args.repeats // 2))
+        print(f"{n:>10} | {t_ours:>9.3f} | {t_keras:>9.3f} | {t_naive:>9.3f} | "
+              f"{t_keras / t_ours:>10.1f} | {t_naive / t_ours:>10.1f}")
+
+    print("\nConfusion-curve (ROC + PR AUC) update alone: T = 200 vs T = 20,000 (ms, median)")
+    print(f"{'N':>10} | {'T=200':>9} | {'T=20000':>9} | {'ratio':>6}")
+    print("-" * 44)
+
+    @jax.jit
+    def curve_update(state, labels, prob, weights):
+        return state.update(labels, prob, weights)
+
+    for n in args.sizes:
+        logits, labels, weights = _inputs(n)
+        prob = jax.nn.sigmoid(logits)
+        t_small = _timeit(curve_update, metrics.ConfusionCurve.empty(200), labels, prob, weights,
+                          repeats=args.repeats)
+        t_big = _timeit(curve_update, metrics.ConfusionCurve.empty(20_000), labels, prob, weights,
+                        repeats=args.repeats)
+        print(f"{n:>10} | {t_small:>9.3f} | {t_big:>9.3f} | {t_big / t_small:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""``MultiClassHead``: softmax cross-entropy over ``n_classes`` logits, one label per example."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxheads import _checks, losses, metrics
+from jaxheads.heads import _labels
+from jaxheads.heads.base import Features, Head, sum_regularization_losses
+from jaxheads.heads.multi_label import SparseLabels
+from jaxheads.reduction import Reduction
+from jaxheads.vocabulary import LabelVocabulary, default_class_names, is_string_array
+
+__all__ = ["MultiClassHead", "multi_class_head"]
+
+
+def _one_hot_mistake_message(n_classes: int, shape: tuple[int, ...]) -> str:
+    return (
+        f"Mismatched label shape. Expected labels dimension=1.  Received {shape[-1]} (labels "
+        f"shape {_checks.shape_str(shape)}). MultiClassHead(n_classes={n_classes}) expects "
+        "integer class ids of shape [D0, ..., DN, 1] or [D0, ..., DN], but these labels look "
+        f"one-hot encoded ([D0, ..., DN, n_classes={n_classes}]): pass "
+        "jnp.argmax(labels, axis=-1), or create the head with one_hot_labels=True."
+    )
+
+
+def _softmax_cross_entropy(labels: jax.Array, logits: jax.Array) -> jax.Array:
+    """``−Σ_c y_c·log_softmax(x)_c`` over the last axis, kept as ``[…, 1]``; a zero target wins over −inf."""
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    terms = jnp.where(labels == 0, jnp.zeros_like(log_probs), labels * log_probs)
+    return -jnp.sum(terms, axis=-1, keepdims=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiClassHead(Head):
+    """Multi-class classification with softmax cross-entropy (TF's ``MultiClassHead``).
+
+    Shapes: logits ``[D0, …, DN, n_classes]``; labels integer class ids
+    ``[D0, …, DN, 1]`` or ``[D0, …, DN]`` in ``[0, n_classes)`` — or, with a
+    ``label_vocabulary``, class names (encoded on the host; inside ``jit`` pass
+    :meth:`encode_labels`'s output); weights ``[D0, …, DN]`` or
+    ``[D0, …, DN, 1]``. One-hot labels are an error that says so, unless
+    ``one_hot_labels=True`` (an addition: labels ``[D0, …, DN, n_classes]``,
+    float targets such as soft or smoothed labels, loss
+    ``−Σ_c y_c·log softmax(x)_c``, accuracy against ``argmax(labels)``).
+
+    Loss: ``sparse_softmax_cross_entropy`` (``logsumexp(x) − x[label]``),
+    ``[D0, …, DN, 1]``, then weighted and reduced. Metrics: ``average_loss``,
+    ``accuracy`` (``+ regularization_loss`` when given).
+
+    Differences from TF, on purpose: ``features=None`` means no features;
+    ``class_ids`` are int32; ``all_class_ids`` is ``[D0, …, DN, n_classes]``
+    (TF tiles over ``D0`` only); string predictions (``classes``,
+    ``all_classes``) come from :meth:`class_names` on the host; with a
+    vocabulary, already-encoded integer ids are accepted too (TF insists on
+    strings); a ``loss_fn`` that declares ``loss_reduction`` receives it.
+
+    Attributes:
+      n_classes: number of classes, > 2 (use :class:`~jaxheads.BinaryClassHead` for 2).
+      weight_column: feature key (or :class:`~jaxheads.NumericColumn`) of the
+        per-example weights, or ``None``.
+      label_vocabulary: ``n_classes`` class names, or ``None``.
+      loss_reduction: a :class:`~jaxheads.Reduction`; default ``SUM_OVER_BATCH_SIZE``.
+      loss_fn: optional ``loss_fn(labels, logits[, features][, loss_reduction])``
+        returning the unweighted, unreduced loss ``[D0, …, DN, 1]``; labels are
+        int32 ids ``[D0, …, DN, 1]`` (float32 ``[…, n_classes]`` in one-hot mode).
+      name: appended to every metric key (``accuracy/<name>``).
+      one_hot_labels: take labels as one-hot / probability vectors
+        ``[D0, …, DN, n_classes]`` instead of ids.
+
+    Examples:
+      >>> head = MultiClassHead(n_classes=3)
+      >>> logits = jnp.array([[10.0, 0.0, 0.0], [0.0, 10.0, 0.0]])
+      >>> round(float(head.loss(jnp.array([[1], [1]]), logits)), 4)
+      5.0001
+      >>> head.predictions(logits)["class_ids"].tolist()
+      [[0], [1]]
+    """
+
+    n_classes: int
+    weight_column: Any = None
+    label_vocabulary: Sequence[str] | None = None
+    loss_reduction: Reduction | str = Reduction.SUM_OVER_BATCH_SIZE
+    loss_fn: Callable[..., Any] | None = None
+    name: str | None = None
+    one_hot_labels: bool = False
+
+    def __post_init__(self) -> None:
+        n = self.n_classes
+        if n is None:
+            raise ValueError("n_classes cannot be None")
+        vocabulary = LabelVocabulary.from_argument(self.label_vocabulary)
+        if vocabulary is not None and len(vocabulary) != n:
+            raise ValueError(
+                '"label_vocabulary" does not have "n_classes" items. '
+                f"len(label_vocabulary)={len(vocabulary)}, n_classes={n}, "
+                f"label_vocabulary={list(self.label_vocabulary)}"
+            )
+        object.__setattr__(
+            self, "label_vocabulary", None if vocabulary is None else vocabulary.classes
+        )
+        self._validate_common()
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise ValueError(f"n_classes must be an int > 2, got {n!r}.")
+        if n <= 2:
+            raise ValueError(
+                f"n_classes must be > 2: {n}. (For two classes use BinaryClassHead.)"
+            )
+        object.__setattr__(self, "n_classes", int(n))
+        if self.one_hot_labels and self.label_vocabulary is not None:
+            raise ValueError(
+                "one_hot_labels=True cannot be combined with a label_vocabulary: one-hot "
+                "labels are numeric vectors, not class names."
+            )
+
+    @property
+    def logits_dimension(self) -> int:
+        return self.n_classes
+
+    @property
+    def _vocabulary(self) -> LabelVocabulary | None:
+        return None if self.label_vocabulary is None else LabelVocabulary(self.label_vocabulary)
+
+    # ---------------------------------------------------------------- labels
+    def _check_not_sparse(self, labels: Any) -> None:
+        if isinstance(labels, SparseLabels):
+            k = self.n_classes if self.one_hot_labels else 1
+            raise ValueError(
+                "SparseTensor labels are not supported. Labels must be a Tensor of shape "
+                f"[D0, D1, ..., DN, {k}], e.g. [batch_size, {k}]. (Got SparseLabels: "
+                "MultiClassHead takes one class id per example; SparseLabels are for "
+                "MultiLabelHead.)"
+            )
+
+    def _encode(self, labels: Any) -> Any:
+        """Host: class names → int32 ids (other labels pass through)."""
+        if not is_string_array(labels):
+            return labels
+        if self._vocabulary is None:
+            raise ValueError(
+                "Labels dtype should be integer. Instead got string labels (a label_vocabulary "
+                "is needed to map class names to ids)."
+            )
+        return self._vocabulary.encode(labels)
+
+    def _check_ids(self, labels: jax.Array) -> jax.Array:
+        if not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise ValueError(
+                f"Labels dtype should be integer. Instead got {labels.dtype}. (MultiClassHead "
+                "takes integer class ids in [0, n_classes); cast float ids with "
+                ".astype(jnp.int32).)"
+            )
+        _labels.check_range(labels, self.n_classes)
+        return labels.astype(jnp.int32)
+
+    def _check_one_hot(self, labels: jax.Array) -> jax.Array:
+        _labels.check_numeric(labels)
+        labels = labels.astype(jnp.float32)
+        _labels.check_range(
+            labels, 2, message="one-hot labels must have values in [0, 1] (one_hot_labels=True)"
+        )
+        return labels
+
+    def encode_labels(self, labels: Any) -> np.ndarray:
+        """Host side: labels ready for ``jit``.
+
+        Class names go through ``label_vocabulary`` (an unknown name is a
+        ``ValueError``) to int32 ids; ids are range-checked. With
+        ``one_hot_labels`` the float32 vectors are checked and returned.
+        """
+        self._check_not_sparse(labels)
+        labels = jnp.asarray(self._encode(labels))
+        if self.one_hot_labels:
+            return np.asarray(self._check_one_hot(labels))
+        return np.asarray(self._check_ids(labels))
+
+    def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:
+        self._check_not_sparse(labels)
+        if self.one_hot_labels:
+            labels = _checks.dense_labels(labels, logits.shape, self.n_classes)
+            return self._check_one_hot(labels)
+        labels = self._encode(labels)
+        if labels is not None:
+            labels = jnp.asarray(labels)
+            if labels.ndim == len(logits.shape) and labels.shape[-1] == self.n_classes:
+                raise ValueError(_one_hot_mistake_message(self.n_classes, tuple(labels.shape)))
+        labels = _checks.dense_labels(labels, logits.shape, 1)
+        return self._check_ids(labels)
+
+    def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
+        if self.one_hot_labels:
+            return _softmax_cross_entropy(labels, logits)
+        return losses.sparse_softmax_cross_entropy(labels, logits)
+
+    # ---------------------------------------------------------------- predictions
+    def predictions(self, logits: ArrayLike, keys: Sequence[str] | None = None) -> dict[str, jax.Array]:
+        """Prediction arrays, TF's keys (the string keys come from :meth:`class_names`).
+
+        Returns a dict with ``logits`` f32 ``[…, n]``, ``probabilities``
+        (softmax) f32 ``[…, n]``, ``class_ids`` int32 ``[…, 1]`` (argmax; a tie
+        goes to the lowest index, as TF) and ``all_class_ids`` int32
+        ``[…, n]``; ``keys`` restricts it.
+        """
+        logits = self._float_logits(logits)
+        predictions = {
+            "logits": logits,
+            "probabilities": jax.nn.softmax(logits, axis=-1),
+            "class_ids": jnp.argmax(logits, axis=-1, keepdims=True).astype(jnp.int32),
+            "all_class_ids": jnp.broadcast_to(
+                jnp.arange(self.n_classes, dtype=jnp.int32), logits.shape
+            ),
+        }
+        return self._select_predictions(predictions, keys, host_keys=("classes", "all_classes"))
+
+    def class_names(self, class_ids: ArrayLike) -> np.ndarray:
+        """Host side: class ids (any shape) → ``str`` names (vocabulary, or ``"0"``, ``"1"``, …).
+
+        ``class_names(predictions["class_ids"])`` is TF's ``classes`` and
+        ``class_names(predictions["all_class_ids"])`` its ``all_classes``.
+        """
+        return (self._vocabulary or default_class_names(self.n_classes)).decode(
+            np.asarray(class_ids)
+        )
+
+    def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
+        """``serving_default``/``classification`` (scores, class ids) and ``predict``."""
+        predictions = self.predictions(logits)
+        classification = {
+            "scores": predictions["probabilities"],
+            "class_ids": predictions["all_class_ids"],
+        }
+        return {
+            "serving_default": classification,
+            "classification": classification,
+            "predict": predictions,
+        }
+
+    # ---------------------------------------------------------------- metrics
+    def init_metrics(self, regularization_losses: Any = None) -> dict[str, Any]:
+        """A fresh metric state (a dict of additive metric states; a pytree).
+
+        Pass ``regularization_losses`` (the list, or ``True``) to track the
+        ``regularization_loss`` metric, as TF's ``metrics(regularization_losses)``.
+        """
+        state: dict[str, Any] = {
+            "average_loss": metrics.Mean.empty(),
+            "accuracy": metrics.Accuracy.empty(),
+        }
+        if regularization_losses is not None and regularization_losses is not False:
+            state["regularization_loss"] = metrics.Mean.empty()
+        return state
+
+    def update_metrics(
+        self,
+        state: dict[str, Any],
+        features: Features,
+        logits: ArrayLike,
+        labels: Any,
+        regularization_losses: Sequence[ArrayLike] | None = None,
+    ) -> dict[str, Any]:
+        """Folds one batch into ``state``; pure and jittable (class names: host only)."""
+        logits, labels, loss, weights = self._loss_parts(labels, logits, features)
+        class_ids = jnp.argmax(logits, axis=-1, keepdims=True)
+        label_ids = jnp.argmax(labels, axis=-1, keepdims=True) if self.one_hot_labels else labels
+        new = dict(state)
+        new["average_loss"] = state["average_loss"].update(loss, weights)
+        new["accuracy"] = state["accuracy"].update(label_ids, class_ids, weights)
+        regularization = sum_regularization_losses(regularization_losses)
+        if regularization is not None:
+            if "regularization_loss" not in state:
+                raise ValueError(
+                    "regularization_losses were given but the metric state does not track them: "
+                    "create it with init_metrics(regularization_losses=True)."
+                )
+            new["regularization_loss"] = state["regularization_loss"].update(regularization)
+        return new
+
+    def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
+        """``average_loss``, ``accuracy`` (+ ``regularization_loss``), with the ``/name`` suffix."""
+        return {self._metric_key(k): s.compute() for k, s in state.items()}
+
+
+def multi_class_head(
+    n_classes: int,
+    weight_column: Any = None,
+    label_vocabulary: Sequence[str] | None = None,
+    loss_reduction: Reduction | str = Reduction.SUM_OVER_BATCH_SIZE,
+    loss_fn: Callable[..., Any] | None = None,
+    name: str | None = None,
+) -> MultiClassHead:
+    """TF1's ``tf.contrib.estimator.multi_class_head``; see :class:`MultiClassHead`.
+
+    Examples:
+      >>> multi_class_head(4).logits_dimension
+      4
+    """
+    return MultiClassHead(
+        n_classes=n_classes,
+        weight_column=weight_column,
+        label_vocabulary=label_vocabulary,
+        loss_reduction=loss_reduction,
+        loss_fn=loss_fn,
+        name=name,
+    )

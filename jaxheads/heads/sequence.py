@@ -1,0 +1,373 @@
+"""``SequentialHeadWrapper``: any head on ``[batch, time, …]`` logits with padded time steps masked out.
+
+TF's ``SequentialHeadWrapper`` flattens ``[B, T, …]`` to ``[N, …]`` with
+``tf.boolean_mask`` (``N`` = number of valid steps) before calling the
+wrapped head, so padded steps vanish from the loss and the metrics. Dynamic
+shapes do not fit ``jit``, so here the shapes stay ``[B, T, …]``: the mask
+multiplies the weights (padded steps get weight 0, their logits and labels are
+replaced by harmless values so they cannot produce NaNs or range errors), and
+the loss reduction divides by what TF divides by (``SUM_OVER_BATCH_SIZE``:
+``N · k``, the number of *valid* loss elements, not ``B · T · k``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxheads import _checks
+from jaxheads.heads.base import Features, Head, HeadSpec, sum_regularization_losses
+from jaxheads.heads.multi_head import MultiHead
+from jaxheads.heads.multi_label import SparseLabels
+from jaxheads.modes import ModeKeys
+from jaxheads.reduction import Reduction, safe_divide
+from jaxheads.vocabulary import is_string_array
+
+__all__ = ["SequentialHeadWrapper"]
+
+# Feature key under which the masked weights reach the wrapped head.
+_MASKED_WEIGHTS_KEY = "__jaxheads_sequence_weights__"
+
+
+def _reduce_masked(
+    loss: jax.Array,
+    weights: jax.Array,
+    num_valid: jax.Array,
+    reduction: Reduction,
+    axis_name: Any = None,
+) -> jax.Array:
+    """TF's reduction of the boolean-masked loss, computed on the unmasked arrays.
+
+    ``weights`` are already zero at padded steps; ``num_valid`` is the number
+    of valid steps ``N``.
+    """
+    weights = jnp.broadcast_to(weights, loss.shape)
+    total = jnp.sum(weights * loss)
+    k = loss.shape[-1]
+    if reduction is Reduction.SUM:
+        denominator = None
+    elif reduction is Reduction.SUM_OVER_BATCH_SIZE:
+        denominator = num_valid * jnp.float32(k)
+    elif reduction is Reduction.MEAN:
+        denominator = jnp.sum(weights)
+    else:  # SUM_BY_NONZERO_WEIGHTS
+        denominator = jnp.sum((weights != 0).astype(jnp.float32))
+    if axis_name is not None:
+        total = jax.lax.psum(total, axis_name)
+        if denominator is not None:
+            denominator = jax.lax.psum(denominator, axis_name)
+    return total if denominator is None else safe_divide(total, denominator)
+
+
+@dataclasses.dataclass(frozen=True)
+class SequentialHeadWrapper(Head):
+    """Wraps a head for sequence models, masking padded steps (TF's ``SequentialHeadWrapper``).
+
+    Shapes: logits ``[B, T, d]`` (or ``[B, T]`` when the head's
+    ``logits_dimension`` is 1); labels ``[B, T, …]`` as the wrapped head takes
+    them with ``[B, T]`` as its batch shape (e.g. ``[B, T]`` / ``[B, T, 1]``
+    ids for :class:`~jaxheads.MultiClassHead`, ``[B, T, n]`` multi-hot or
+    ``SparseLabels`` ``[B, T, m]`` for :class:`~jaxheads.MultiLabelHead`);
+    ``features[sequence_length_mask]`` a ``[B, T]`` mask (bool, or numbers:
+    non-zero = a valid step), e.g. ``jnp.arange(T) < lengths[:, None]``. The
+    wrapped head's weight column, if any, is ``[B, T]`` or ``[B, T, 1]`` and is
+    multiplied by the mask.
+
+    Padded steps are out of the loss and of every metric, and their logits
+    and labels may hold anything (NaN logits, ``-1`` labels). The loss equals
+    TF's loss on the flattened valid steps: ``SUM`` = ``Σ w·l``,
+    ``SUM_OVER_BATCH_SIZE`` = ``Σ w·l / (N·k)`` with ``N`` valid steps and
+    ``k`` loss elements per step, ``MEAN`` = ``Σ w·l / Σ w``,
+    ``SUM_BY_NONZERO_WEIGHTS`` = ``Σ w·l / count(w ≠ 0)``. Predictions keep the
+    ``[B, T, …]`` shape; ``create_spec`` in ``"predict"`` mode adds the mask to
+    them under ``sequence_length_mask``, as TF. Metric keys are the wrapped
+    head's.
+
+    Attributes:
+      static_head: the head to wrap (not a :class:`~jaxheads.MultiHead`, as TF).
+      sequence_length_mask: the feature key of the ``[B, T]`` mask.
+      feature_columns: feature keys TF would flatten and pass to the wrapped
+        head (typically its weight column). Kept for compatibility: features
+        are never flattened here, so these are only checked to be present with
+        a ``[B, T, …]`` shape; the weight column is masked automatically.
+
+    Examples:
+      >>> from jaxheads.heads.multi_class import MultiClassHead
+      >>> head = SequentialHeadWrapper(MultiClassHead(3), "mask")
+      >>> logits = jnp.array([[[10.0, 0.0, 0.0], [0.0, 10.0, 0.0]]])  # [B=1, T=2, 3]
+      >>> labels = jnp.array([[1, -1]])  # the second step is padding
+      >>> features = {"mask": jnp.array([[True, False]])}
+      >>> round(float(head.loss(labels, logits, features)), 4)  # one valid step
+      10.0001
+    """
+
+    static_head: Head
+    sequence_length_mask: str = "sequence_length_mask"
+    feature_columns: Any = None
+    _inner: Head | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sequence_length_mask, str):
+            raise TypeError(
+                "`sequence_mask` column must be a string. Given type: "
+                f"{type(self.sequence_length_mask)}."
+            )
+        columns = self.feature_columns or []
+        if isinstance(columns, str):
+            columns = [columns]
+        elif not isinstance(columns, (list, tuple)):
+            raise TypeError(
+                "`feature_columns` must be either a string or an iterable of strings got "
+                f"{type(self.feature_columns)} instead."
+            )
+        for column in columns:
+            if not isinstance(column, str):
+                raise TypeError(f"Column must a string. Given type: {type(column)}.")
+        object.__setattr__(self, "feature_columns", tuple(columns))
+        if isinstance(self.static_head, MultiHead):
+            raise ValueError("`MultiHead` is not supported with `SequentialHeadWrapper`.")
+        if isinstance(self.static_head, SequentialHeadWrapper):
+            raise ValueError("A SequentialHeadWrapper cannot wrap another SequentialHeadWrapper.")
+        if not isinstance(self.static_head, Head) or not dataclasses.is_dataclass(self.static_head):
+            raise TypeError(
+                "static_head must be a jaxheads head (a dataclass with a weight_column), got "
+                f"{type(self.static_head).__name__}."
+            )
+        if not any(f.name == "weight_column" for f in dataclasses.fields(self.static_head)):
+            raise TypeError(
+                f"{type(self.static_head).__name__} has no weight_column field: the sequence "
+                "mask reaches the wrapped head as its weights."
+            )
+        # The same head reading the masked weights from a private feature key.
+        inner = dataclasses.replace(self.static_head, weight_column=_MASKED_WEIGHTS_KEY)
+        object.__setattr__(self, "_inner", inner)
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def name(self) -> str | None:  # type: ignore[override]
+        """``'<static head name>_sequential'``, or ``None`` (TF's naming)."""
+        return f"{self.static_head.name}_sequential" if self.static_head.name else None
+
+    @property
+    def input_sequence_mask_key(self) -> str:
+        """The feature key of the sequence mask."""
+        return self.sequence_length_mask
+
+    @property
+    def logits_dimension(self) -> int:
+        return self.static_head.logits_dimension
+
+    @property
+    def loss_reduction(self) -> Reduction:  # type: ignore[override]
+        return self.static_head.loss_reduction
+
+    @property
+    def weight_column(self) -> Any:  # type: ignore[override]
+        return self.static_head.weight_column
+
+    @property
+    def loss_fn(self) -> Any:  # type: ignore[override]
+        return self.static_head.loss_fn
+
+    def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:  # pragma: no cover
+        raise NotImplementedError("SequentialHeadWrapper delegates to its static_head.")
+
+    def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:  # pragma: no cover
+        raise NotImplementedError("SequentialHeadWrapper delegates to its static_head.")
+
+    # ---------------------------------------------------------------- masking
+    def _sequence_logits(self, logits: ArrayLike) -> jax.Array:
+        if logits is None:
+            raise ValueError("logits must not be None: expected an array [B, T, logits_dimension].")
+        logits = jnp.asarray(logits)
+        if logits.ndim == 2 and self.logits_dimension == 1:
+            logits = logits[..., None]
+        if logits.ndim < 3:
+            raise ValueError(
+                "SequentialHeadWrapper expects logits of shape [B, T, logits_dimension="
+                f"{self.logits_dimension}] (or [B, T] when logits_dimension is 1), got "
+                f"{_checks.shape_str(logits.shape)}."
+            )
+        return logits
+
+    def _mask(self, features: Features, logits: jax.Array) -> jax.Array:
+        key = self.input_sequence_mask_key
+        if features is None or key not in features:
+            found = None if features is None else list(features.keys())
+            raise ValueError(
+                f"The provided sequence_length_mask key `{key}` should be included in the "
+                f"features dictionary, but was not found. Found keys: {found}."
+            )
+        mask = jnp.asarray(features[key])
+        if mask.ndim != 2:
+            raise ValueError(
+                f"Mask is expected to have two dimensions, got {mask.ndim} instead (shape "
+                f"{_checks.shape_str(mask.shape)}; expected [B, T])."
+            )
+        if tuple(mask.shape) != tuple(logits.shape[:2]):
+            raise ValueError(
+                "Tensor shape is incompatible with provided mask: logits shape "
+                f"{_checks.shape_str(logits.shape)}, mask shape {_checks.shape_str(mask.shape)}; "
+                "expected logits [B, T, d] for a [B, T] mask."
+            )
+        if mask.dtype != jnp.bool_:
+            if not (jnp.issubdtype(mask.dtype, jnp.integer) or jnp.issubdtype(mask.dtype, jnp.floating)):
+                raise TypeError(f"The sequence mask must be bool or numeric, got dtype {mask.dtype}.")
+            mask = mask != 0
+        for column in self.feature_columns:
+            if column not in features:
+                raise ValueError(f"`{column}` column expected in features dictionary.")
+            shape = jnp.shape(features[column])
+            if tuple(shape[:2]) != tuple(mask.shape):
+                raise ValueError(
+                    "Tensor shape is incompatible with provided mask: feature "
+                    f"{column!r} has shape {_checks.shape_str(shape)}, mask shape "
+                    f"{_checks.shape_str(mask.shape)}."
+                )
+        return mask
+
+    @staticmethod
+    def _expand(mask: jax.Array, ndim: int) -> jax.Array:
+        return mask.reshape(mask.shape + (1,) * (ndim - mask.ndim))
+
+    def _mask_labels(self, labels: Any, mask: jax.Array) -> Any:
+        """Padded steps' labels → harmless values (0, or -1 padding for SparseLabels)."""
+        if labels is None:
+            return None
+        if isinstance(labels, SparseLabels):
+            ids = labels.ids
+            if is_string_array(ids):
+                names = np.asarray(ids, dtype=object)
+                keep = np.asarray(self._expand(mask, names.ndim))
+                return SparseLabels(np.where(keep, names, "").astype(str))
+            ids = jnp.asarray(ids)
+            return SparseLabels(jnp.where(self._expand(mask, ids.ndim), ids, jnp.full_like(ids, -1)))
+        if is_string_array(labels):
+            vocabulary = getattr(self.static_head, "label_vocabulary", None)
+            if not vocabulary:
+                return labels  # The wrapped head raises its own error for strings.
+            names = np.asarray(labels, dtype=object)
+            if isinstance(mask, jax.core.Tracer):
+                raise ValueError(
+                    "String labels are encoded on the host: call the head outside jit, or "
+                    "encode them first with static_head.encode_labels."
+                )
+            keep = np.asarray(self._expand(mask, names.ndim))
+            return np.where(keep, names, vocabulary[0])
+        labels = jnp.asarray(labels)
+        if labels.ndim < 2:
+            raise ValueError(
+                f"labels must have shape [B, T, ...] for a [B, T] sequence mask, got "
+                f"{_checks.shape_str(labels.shape)}."
+            )
+        return jnp.where(self._expand(mask, labels.ndim), labels, jnp.zeros_like(labels))
+
+    def _masked_inputs(
+        self, labels: Any, logits: ArrayLike, features: Features
+    ) -> tuple[Any, jax.Array, dict[str, Any], jax.Array]:
+        """(labels, logits, features for the inner head, mask) with padded steps neutralised."""
+        logits = self._sequence_logits(logits)
+        mask = self._mask(features, logits)
+        logits = jnp.where(self._expand(mask, logits.ndim), logits, jnp.zeros_like(logits))
+        weights = self.static_head._weights(features, _checks.float_logits(logits, self.logits_dimension))
+        # `where`, not a product: a NaN weight at a padded step must not leak.
+        weights = jnp.where(self._expand(mask, weights.ndim), weights, jnp.zeros_like(weights))
+        inner_features = dict(features or {})
+        inner_features[_MASKED_WEIGHTS_KEY] = weights
+        return self._mask_labels(labels, mask), logits, inner_features, mask
+
+    # ---------------------------------------------------------------- loss
+    def unreduced_loss(
+        self, labels: Any, logits: ArrayLike, features: Features = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """``(loss [B, T, k], weights)``: the unweighted loss and the weights, 0 at padded steps."""
+        labels, logits, inner_features, _ = self._masked_inputs(labels, logits, features)
+        return self._inner.unreduced_loss(labels, logits, inner_features)
+
+    def loss(
+        self,
+        labels: Any,
+        logits: ArrayLike,
+        features: Features = None,
+        mode: str | None = None,
+        regularization_losses: Sequence[ArrayLike] | None = None,
+        *,
+        axis_name: Any = None,
+    ) -> jax.Array:
+        """The training loss over the valid steps, as TF's loss on the flattened valid steps."""
+        del mode
+        labels, logits, inner_features, mask = self._masked_inputs(labels, logits, features)
+        loss, weights = self._inner.unreduced_loss(labels, logits, inner_features)
+        num_valid = jnp.sum(mask.astype(jnp.float32))
+        total = _reduce_masked(loss, weights, num_valid, self.loss_reduction, axis_name)
+        regularization = sum_regularization_losses(regularization_losses)
+        return total if regularization is None else total + regularization
+
+    # ---------------------------------------------------------------- predictions
+    def predictions(self, logits: ArrayLike, keys: Sequence[str] | None = None) -> dict[str, jax.Array]:
+        """The wrapped head's predictions, shaped ``[B, T, …]`` (no masking)."""
+        return self.static_head.predictions(self._sequence_logits(logits), keys)
+
+    def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
+        """The wrapped head's export outputs, shaped ``[B, T, …]``."""
+        return self.static_head.export_outputs(self._sequence_logits(logits))
+
+    def class_names(self, class_ids: ArrayLike) -> np.ndarray:
+        """Host side: the wrapped head's :meth:`class_names`."""
+        return self.static_head.class_names(class_ids)  # type: ignore[attr-defined]
+
+    def encode_labels(self, labels: Any, features: Features = None) -> Any:
+        """Host side: the wrapped head's ``encode_labels``, after masking padded steps when ``features`` holds the mask."""
+        if features is not None and self.input_sequence_mask_key in features:
+            mask = jnp.asarray(features[self.input_sequence_mask_key]) != 0
+            labels = self._mask_labels(labels, mask)
+        return self.static_head.encode_labels(labels)  # type: ignore[attr-defined]
+
+    # ---------------------------------------------------------------- metrics
+    def init_metrics(self, regularization_losses: Any = None) -> dict[str, Any]:
+        """The wrapped head's fresh metric state."""
+        return self.static_head.init_metrics(regularization_losses)
+
+    def update_metrics(
+        self,
+        state: dict[str, Any],
+        features: Features,
+        logits: ArrayLike,
+        labels: Any,
+        regularization_losses: Sequence[ArrayLike] | None = None,
+    ) -> dict[str, Any]:
+        """Folds the valid steps of one batch into ``state``; pure and jittable."""
+        labels, logits, inner_features, _ = self._masked_inputs(labels, logits, features)
+        return self._inner.update_metrics(state, inner_features, logits, labels, regularization_losses)
+
+    def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
+        """The wrapped head's metric values (its keys)."""
+        return self.static_head.compute_metrics(state)
+
+    # ---------------------------------------------------------------- spec
+    def create_spec(
+        self,
+        mode: str,
+        logits: ArrayLike,
+        labels: Any = None,
+        features: Features = None,
+        regularization_losses: Sequence[ArrayLike] | None = None,
+    ) -> HeadSpec:
+        """See :meth:`Head.create_spec`; in ``"predict"`` the mask joins the predictions (as TF)."""
+        mode = ModeKeys.validate(mode)
+        spec = super().create_spec(mode, logits, labels, features, regularization_losses)
+        if mode == ModeKeys.PREDICT and isinstance(features, Mapping):
+            key = self.input_sequence_mask_key
+            if key in features:
+                predictions = dict(spec.predictions)
+                predictions[key] = jnp.asarray(features[key])
+                spec = dataclasses.replace(spec, predictions=predictions)
+        return spec

@@ -1,0 +1,163 @@
+"""Tests of jaxheads.flax: the linen and nnx head modules."""
+
+import jax
+import jax.numpy as jnp
+import jax.test_util
+import numpy as np
+import pytest
+from flax import linen as nn
+from flax import nnx
+
+import jaxheads as jh
+from jaxheads.flax import LinenHead, NnxHead, check_logits_dimension
+
+HEADS = [
+    jh.BinaryClassHead(),
+    jh.LogisticRegressionHead(),
+    jh.RegressionHead(label_dimension=3),
+    jh.PoissonRegressionHead(),
+]
+IDS = ["binary", "logistic", "regression3", "poisson"]
+
+
+def _labels(head, shape):
+    k = head.logits_dimension
+    return jnp.asarray(np.random.default_rng(0).uniform(size=shape + (k,)).round(), jnp.float32)
+
+
+@pytest.mark.parametrize("head", HEADS, ids=IDS)
+def test_linen_head_any_leading_dims(head):
+    module = LinenHead(head)
+    x = jnp.ones((2, 3, 5))
+    variables = module.init(jax.random.key(0), x)
+    kernel = variables["params"]["logits"]["kernel"]
+    assert kernel.shape == (5, head.logits_dimension)
+    logits = module.apply(variables, x)
+    assert logits.shape == (2, 3, head.logits_dimension)
+    labels = _labels(head, (2, 3))
+    np.testing.assert_allclose(module.loss(labels, logits), head.loss(labels, logits))
+    # vmap over the leading axis gives the same logits.
+    vmapped = jax.vmap(lambda xi: module.apply(variables, xi))(x)
+    np.testing.assert_allclose(vmapped, logits, rtol=1e-6)
+
+
+@pytest.mark.parametrize("head", HEADS, ids=IDS)
+def test_nnx_head_any_leading_dims(head):
+    module = NnxHead(head, in_features=5, rngs=nnx.Rngs(0))
+    x = jnp.ones((2, 3, 5))
+    logits = module(x)
+    assert logits.shape == (2, 3, head.logits_dimension)
+    labels = _labels(head, (2, 3))
+    np.testing.assert_allclose(module.loss(labels, logits), head.loss(labels, logits))
+    jitted = nnx.jit(lambda m, x: m(x))(module, x)
+    np.testing.assert_allclose(jitted, logits, rtol=1e-6)
+
+
+def test_delegated_methods_match_the_head():
+    head = jh.BinaryClassHead(thresholds=[0.3])
+    module = LinenHead(head)  # unbound: the delegated methods need no parameters
+    logits = jnp.array([[-1.0], [0.5], [2.0]])
+    labels = jnp.array([[0.0], [1.0], [1.0]])
+    assert module.logits_dimension == 1
+    jax.tree.map(
+        np.testing.assert_array_equal, module.predictions(logits), head.predictions(logits)
+    )
+    assert module.predictions(logits, keys=["logistic"]).keys() == {"logistic"}
+    loss, weights = module.unreduced_loss(labels, logits)
+    np.testing.assert_array_equal(loss, head.unreduced_loss(labels, logits)[0])
+    state = module.update_metrics(module.init_metrics(), None, logits, labels)
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        module.compute_metrics(state),
+        head.compute_metrics(head.update_metrics(head.init_metrics(), None, logits, labels)),
+    )
+    assert list(module.export_outputs(logits)) == list(head.export_outputs(logits))
+    spec = module.create_spec("eval", logits, labels)
+    np.testing.assert_allclose(spec.loss, head.loss(labels, logits))
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx"])
+def test_bfloat16_compute_float32_loss(kind):
+    head = jh.BinaryClassHead()
+    x = jnp.ones((4, 6), jnp.bfloat16)
+    labels = jnp.ones((4, 1))
+    if kind == "linen":
+        module = LinenHead(head, dtype=jnp.bfloat16, param_dtype=jnp.float32)
+        variables = module.init(jax.random.key(0), x)
+        assert variables["params"]["logits"]["kernel"].dtype == jnp.float32
+        logits = module.apply(variables, x)
+    else:
+        module = NnxHead(head, 6, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+        assert module.logits.kernel[...].dtype == jnp.bfloat16
+        logits = module(x)
+    assert logits.dtype == jnp.bfloat16
+    loss = module.loss(labels, logits)
+    assert loss.dtype == jnp.float32
+    metrics = module.compute_metrics(
+        module.update_metrics(module.init_metrics(), None, logits, labels)
+    )
+    assert metrics["average_loss"].dtype == jnp.float32
+
+
+def test_kernel_init_and_no_bias():
+    head = jh.LogisticRegressionHead()
+    module = LinenHead(head, kernel_init=nn.initializers.zeros, use_bias=False)
+    variables = module.init(jax.random.key(0), jnp.ones((2, 3)))
+    assert set(variables["params"]["logits"]) == {"kernel"}
+    np.testing.assert_array_equal(module.apply(variables, jnp.ones((2, 3))), jnp.zeros((2, 1)))
+    nmod = NnxHead(
+        head, 3, kernel_init=nn.initializers.ones, bias_init=nn.initializers.ones, rngs=nnx.Rngs(0)
+    )
+    np.testing.assert_array_equal(nmod(jnp.ones((2, 3))), jnp.full((2, 1), 4.0))
+
+
+def test_without_projection_checks_the_logits_dimension():
+    head = jh.RegressionHead(label_dimension=2)
+    module = LinenHead(head, project=False)
+    logits = jnp.ones((3, 2))
+    assert module.init(jax.random.key(0), logits) == {}
+    np.testing.assert_array_equal(module.apply({}, logits), logits)
+    with pytest.raises(ValueError, match="logits_dimension 2"):
+        module.apply({}, jnp.ones((3, 1)))
+    nmod = NnxHead(head)
+    np.testing.assert_array_equal(nmod(logits), logits)
+    with pytest.raises(ValueError, match="logits_dimension 2"):
+        nmod(jnp.ones((3, 5)))
+    with pytest.raises(ValueError, match="rngs"):
+        NnxHead(head, in_features=3)
+    check_logits_dimension(head, {"a": jnp.ones(3)})  # dicts are left to the head
+
+
+def test_composes_into_a_model_and_differentiates():
+    head = jh.BinaryClassHead()
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.relu(nn.Dense(8)(x))
+            return LinenHead(head, name="head")(x)
+
+    model = Model()
+    x = jax.random.normal(jax.random.key(1), (16, 4))
+    y = (x[:, :1] > 0).astype(jnp.float32)
+    params = model.init(jax.random.key(0), x)["params"]
+
+    def loss_fn(p):
+        return head.loss(y, model.apply({"params": p}, x))
+
+    grads = jax.jit(jax.grad(loss_fn))(params)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    # Gradients against finite differences, through the head and the projection.
+    jax.test_util.check_grads(loss_fn, (params,), order=1, modes=["rev"], atol=2e-2, rtol=2e-2)
+
+
+def test_nnx_module_grad():
+    head = jh.LogisticRegressionHead()
+    module = NnxHead(head, 4, rngs=nnx.Rngs(0))
+    x = jnp.ones((5, 4))
+    y = jnp.full((5, 1), 0.25)
+    grads = nnx.grad(lambda m: m.loss(y, m(x)))(module)
+    # d loss / d bias = mean(sigmoid(logit) - y).
+    logits = module(x)
+    expected = jnp.mean(jax.nn.sigmoid(logits) - y)
+    np.testing.assert_allclose(grads["logits"]["bias"][...][0], expected, rtol=1e-5)
