@@ -62,8 +62,8 @@ def sigmoid_cross_entropy(labels: ArrayLike, logits: ArrayLike) -> jax.Array:
       float32 array of the common shape.
 
     Examples:
-      >>> sigmoid_cross_entropy(jnp.array([1.0, 1.0]), jnp.array([45.0, -41.0]))
-      Array([ 0., 41.], dtype=float32)
+      >>> sigmoid_cross_entropy(jnp.array([1.0, 0.0]), jnp.array([-41.0, 0.0]))
+      Array([41.       ,  0.6931472], dtype=float32)
     """
     labels = jnp.asarray(labels, jnp.float32)
     logits = jnp.asarray(logits, jnp.float32)
