@@ -16,6 +16,7 @@ from jax.typing import ArrayLike
 __all__ = [
     "sigmoid_cross_entropy",
     "sparse_softmax_cross_entropy",
+    "softmax_cross_entropy",
     "squared_error",
     "log_poisson_loss",
 ]
@@ -86,8 +87,30 @@ def sparse_softmax_cross_entropy(labels: ArrayLike, logits: ArrayLike) -> jax.Ar
     """
     logits = jnp.asarray(logits, jnp.float32)
     labels = jnp.asarray(labels).astype(jnp.int32)
-    label_logit = jnp.take_along_axis(logits, labels, axis=-1)
-    return jax.nn.logsumexp(logits, axis=-1, keepdims=True) - label_logit
+    # log_softmax subtracts the max before anything else: `logsumexp(x) - x[label]`
+    # loses ~3e-4 relative at |x| = 1e4 in float32.
+    return -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), labels, axis=-1)
+
+
+def softmax_cross_entropy(labels: ArrayLike, logits: ArrayLike) -> jax.Array:
+    """Softmax cross-entropy of (soft or one-hot) label distributions, ``−Σ_c y_c·log_softmax(x)_c``.
+
+    A zero label weight contributes 0 even where the log-probability is −inf.
+
+    Args:
+      labels: float ``[D0, …, DN, n]``, each row a distribution over classes.
+      logits: float ``[D0, …, DN, n]``.
+
+    Returns:
+      float32 loss of shape ``[D0, …, DN, 1]``.
+
+    Examples:
+      >>> softmax_cross_entropy(jnp.array([[0.0, 1.0]]), jnp.array([[0.0, 0.0]]))
+      Array([[0.6931472]], dtype=float32)
+    """
+    labels = jnp.asarray(labels, jnp.float32)
+    log_probs = jax.nn.log_softmax(jnp.asarray(logits, jnp.float32), axis=-1)
+    return -jnp.sum(_times_or_zero(log_probs, labels), axis=-1, keepdims=True)
 
 
 def squared_error(labels: ArrayLike, logits: ArrayLike) -> jax.Array:

@@ -14,13 +14,21 @@ The loss is always normalised over the **global** batch:
   the batch sharded along ``data_axis`` (``NamedSharding``) and the state
   replicated; XLA inserts the cross-device sums, so the numbers are those of
   one device on the whole batch.
-* ``strategy="shard_map"``: each device runs the step on its shard inside
-  ``jax.shard_map``; the weighted loss sums, the denominators and the
-  gradients are ``psum``-ed over ``data_axis`` *before* dividing (never a mean
-  of per-shard means), and the metric states with ``jaxheads.metrics.all_reduce``.
+* ``strategy="shard_map"``: each device runs the model, the loss and the
+  gradients on its shard inside ``jax.shard_map``; the weighted loss sums, the
+  denominators and the gradients are ``psum``-ed over ``data_axis`` *before*
+  dividing (never a mean of per-shard means). The logits leave the per-device
+  code as one global array and the metric states are updated on it, so they
+  are exact for every head (also for means over updates, such as
+  ``regularization_loss``, that per-device states summed with
+  ``jaxheads.metrics.all_reduce`` would count once per device).
 * ``micro_batches=k``: the batch is split in ``k`` micro-batches scanned one
-  after another (gradient accumulation in one step); the loss sums and
-  denominators accumulate, so the result equals the full-batch step.
+  after another (gradient accumulation in one step); the loss sums, the
+  denominators and the gradients of the sums accumulate and are divided once,
+  so the result equals the full-batch step. (A head whose loss is a weighted
+  sum of several reductions, a ``MultiHead``, takes a second forward pass:
+  ``head.loss`` of the whole batch's logits gives the logit gradients, which
+  are then back-propagated micro-batch by micro-batch.)
 
 Batches may be host-local: with a mesh, the step turns each leaf into a global
 array with ``jax.make_array_from_process_local_data`` (see :func:`global_batch`),
@@ -67,6 +75,8 @@ PyTree = Any
 _LogitsFn = Callable[[PyTree, PyTree, Any, Any], tuple[Any, PyTree]]
 RegularizationFn = Callable[[PyTree], ArrayLike | Sequence[ArrayLike]]
 _STRATEGIES = ("jit", "shard_map")
+# (loss, grads, logits, regularization losses, new model state)
+_Grads = tuple[jax.Array, PyTree, Any, Any, PyTree]
 
 
 class StepOutput(NamedTuple):
@@ -114,7 +124,8 @@ def data_sharding(mesh: Mesh, data_axis: str = "data") -> NamedSharding:
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Places ``tree`` (a train state, params, …) fully replicated on ``mesh``.
 
-    ``nnx`` modules and optimizers are updated in place (and returned).
+    ``nnx`` modules and optimizers are updated in place (and returned). With
+    several processes each must pass the same values (same seed or checkpoint).
 
     Examples:
       >>> mesh = make_mesh(2)
@@ -122,10 +133,17 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
       True
     """
     sharding = NamedSharding(mesh, P())
+
+    def put(x: Any) -> Any:
+        if jax.process_count() == 1:
+            return jax.device_put(x, sharding)
+        # Many hosts: every process holds the same value (same seed / checkpoint).
+        return jax.make_array_from_process_local_data(sharding, np.asarray(x), np.shape(x))
+
     if isinstance(tree, nnx.Pytree):
-        nnx.update(tree, jax.device_put(nnx.state(tree), sharding))
+        nnx.update(tree, jax.tree.map(put, nnx.state(tree)))
         return tree
-    return jax.device_put(tree, sharding)
+    return jax.tree.map(put, tree)
 
 
 def global_batch(batch: Any, mesh: Mesh, data_axis: str = "data") -> Any:
@@ -182,10 +200,10 @@ def loss_terms(
       >>> round(float(total), 4), float(den)
       (1.3863, 2.0)
     """
-    if not hasattr(head, "unreduced_loss") or not hasattr(head, "loss_reduction"):
+    if not _has_loss_terms(head):
         raise ValueError(
-            f"{type(head).__name__} does not expose `unreduced_loss` and `loss_reduction`: "
-            "micro_batches > 1 and strategy='shard_map' need them (use strategy='jit')."
+            f"{type(head).__name__}'s loss is not one weighted reduction (it needs "
+            "`unreduced_loss` returning arrays and one `loss_reduction`); use `head.loss`."
         )
     loss, weights = head.unreduced_loss(labels, logits, features=features)
     loss = jnp.asarray(loss, jnp.float32)
@@ -233,8 +251,11 @@ def _encode_host_labels(head: Any, labels: Any) -> Any:
     """String labels (numpy str/bytes arrays, lists of str) -> ids, on the host."""
     if isinstance(labels, jax.Array) or not hasattr(head, "encode_labels"):
         return labels
-    array = np.asarray(labels) if isinstance(labels, (list, tuple, np.ndarray)) else None
-    if array is not None and array.dtype.kind in "USO":
+
+    def is_text(leaf: Any) -> bool:
+        return not isinstance(leaf, jax.Array) and np.asarray(leaf).dtype.kind in "USO"
+
+    if any(is_text(leaf) for leaf in jax.tree.leaves(labels)):
         return head.encode_labels(labels)
     return labels
 
@@ -262,7 +283,6 @@ class _Config:
     inputs_key: str | None
     regularization_fn: RegularizationFn | None
     micro_batches: int
-    with_metrics: bool
     axis_name: str | None
 
     def __post_init__(self) -> None:
@@ -270,16 +290,27 @@ class _Config:
             raise ValueError(f"micro_batches must be a positive int, got {self.micro_batches!r}.")
 
 
-def _metrics(cfg: _Config, features: Any, logits: Any, labels: Any, reg: Any) -> Any:
-    if not cfg.with_metrics:
-        return None
-    head = cfg.head
-    state = head.update_metrics(
-        head.init_metrics(reg), _head_features(features), jax.lax.stop_gradient(logits), labels, reg
+def _metrics(head: Any, features: Any, logits: Any, labels: Any, reg: Any) -> Any:
+    """The head's metric state of one global batch (outside any ``shard_map``).
+
+    Computed on global arrays, so it is exact for every head, including
+    metrics that are a mean over updates (``regularization_loss``, a
+    MultiHead's ``loss/<head>``), which per-device states summed with
+    ``jaxheads.metrics.all_reduce`` would count once per device.
+    """
+    logits = jax.lax.stop_gradient(logits)
+    return head.update_metrics(
+        head.init_metrics(reg), _head_features(features), logits, labels, reg
     )
-    if cfg.axis_name is not None:
-        state = jh_metrics.all_reduce(state, cfg.axis_name)
-    return state
+
+
+def _has_loss_terms(head: Any) -> bool:
+    """Whether the loss is one weighted reduction (every head but a MultiHead)."""
+    return (
+        getattr(head, "heads", None) is None
+        and hasattr(head, "unreduced_loss")
+        and hasattr(head, "loss_reduction")
+    )
 
 
 def _is_sum(head: Any) -> bool:
@@ -302,12 +333,15 @@ def _loss_and_grads(
     features: Any,
     labels: Any,
     rng: jax.Array | None,
-) -> tuple[jax.Array, PyTree, Any, PyTree]:
-    """(loss, grads, metric state, new model state) on the global batch."""
+) -> _Grads:
+    """(loss, grads, logits, regularization losses, new model state) on the global batch."""
     head = cfg.head
-    if cfg.micro_batches == 1 and (cfg.axis_name is None or _head_loss_takes_axis_name(head)):
+    loss_is_global = cfg.axis_name is None or _head_loss_takes_axis_name(head)
+    if cfg.micro_batches == 1 and loss_is_global:
         return _loss_and_grads_direct(cfg, logits_fn, params, model_state, features, labels, rng)
-    return _loss_and_grads_terms(cfg, logits_fn, params, model_state, features, labels, rng)
+    if _has_loss_terms(head) or not loss_is_global:
+        return _loss_and_grads_terms(cfg, logits_fn, params, model_state, features, labels, rng)
+    return _loss_and_grads_two_pass(cfg, logits_fn, params, model_state, features, labels, rng)
 
 
 def _loss_and_grads_direct(
@@ -318,7 +352,7 @@ def _loss_and_grads_direct(
     features: Any,
     labels: Any,
     rng: jax.Array | None,
-) -> tuple[jax.Array, PyTree, Any, PyTree]:
+) -> _Grads:
     """One ``head.loss`` on the whole (possibly sharded) batch."""
     head = cfg.head
     inputs = _model_inputs(features, cfg.inputs_key)
@@ -331,7 +365,7 @@ def _loss_and_grads_direct(
         return loss, (logits, new_state, reg)
 
     (loss, (logits, new_state, reg)), grads = jax.value_and_grad(objective, has_aux=True)(params)
-    return loss, grads, _metrics(cfg, features, logits, labels, reg), new_state
+    return loss, grads, logits, reg, new_state
 
 
 def _loss_and_grads_terms(
@@ -342,7 +376,7 @@ def _loss_and_grads_terms(
     features: Any,
     labels: Any,
     rng: jax.Array | None,
-) -> tuple[jax.Array, PyTree, Any, PyTree]:
+) -> _Grads:
     """Accumulates ``(Σ w·l, denominator)`` and the gradient of ``Σ w·l`` over
     micro-batches and shards, then divides once by the global denominator."""
     head = cfg.head
@@ -399,18 +433,81 @@ def _loss_and_grads_terms(
         (reg_total, reg), reg_grads = jax.value_and_grad(reg_objective, has_aux=True)(params)
         loss = loss + reg_total
         grads = jax.tree.map(jnp.add, grads, reg_grads)
-    return loss, grads, _metrics(cfg, features, logits, labels, reg), model_state
+    return loss, grads, logits, reg, model_state
 
 
-def _eval_outputs(
+def _loss_and_grads_two_pass(
     cfg: _Config,
     logits_fn: _LogitsFn,
     params: PyTree,
     model_state: PyTree,
     features: Any,
     labels: Any,
-    metric_state: Any,
-) -> StepOutput:
+    rng: jax.Array | None,
+) -> _Grads:
+    """Micro-batches for any head (e.g. a MultiHead, a sum of ratios).
+
+    Pass 1 runs the model forward on every micro-batch and keeps only the
+    logits; ``head.loss`` on the whole batch gives the exact loss and its
+    gradient w.r.t. the logits; pass 2 back-propagates each micro-batch's
+    slice of that gradient through the model (one extra forward pass).
+    """
+    head = cfg.head
+    k = cfg.micro_batches
+    axis = cfg.axis_name
+    local_params = params if axis is None else jax.lax.pcast(params, axis, to="varying")
+    micro_features = _split_micro(features, k)
+    index = jnp.arange(k)
+
+    def key_of(i: jax.Array) -> Any:
+        return None if rng is None else jax.random.fold_in(rng, i)
+
+    def forward(ms: PyTree, xs: tuple) -> tuple[PyTree, tuple]:
+        i, feats = xs
+        logits, new_ms = logits_fn(
+            local_params, ms, _model_inputs(feats, cfg.inputs_key), key_of(i)
+        )
+        return new_ms, (logits, ms)
+
+    final_state, (micro_logits, micro_states) = jax.lax.scan(
+        forward, model_state, (index, micro_features)
+    )
+    logits = _merge_micro(micro_logits)
+    kwargs = {} if axis is None else {"axis_name": axis}
+
+    def objective(p: PyTree, lg: Any) -> tuple[jax.Array, Any]:
+        reg = _regularization(cfg.regularization_fn, p)
+        loss = head.loss(labels, lg, _head_features(features), ModeKeys.TRAIN, reg, **kwargs)
+        return loss, reg
+
+    (loss, reg), (grads_reg, grads_logits) = jax.value_and_grad(
+        objective, argnums=(0, 1), has_aux=True
+    )(params, logits)
+
+    def backward(acc: PyTree, xs: tuple) -> tuple[PyTree, None]:
+        i, feats, ms, cotangent = xs
+        inputs = _model_inputs(feats, cfg.inputs_key)
+        _, vjp = jax.vjp(lambda p: logits_fn(p, ms, inputs, key_of(i))[0], local_params)
+        return jax.tree.map(jnp.add, acc, vjp(cotangent)[0]), None
+
+    zeros = jax.tree.map(jnp.zeros_like, local_params)
+    xs = (index, micro_features, micro_states, _split_micro(grads_logits, k))
+    grads, _ = jax.lax.scan(backward, zeros, xs)
+    if axis is not None:
+        grads = jax.lax.psum(grads, axis)
+    grads = jax.tree.map(jnp.add, grads, grads_reg)
+    return loss, grads, logits, reg, final_state
+
+
+def _eval_core(
+    cfg: _Config,
+    logits_fn: _LogitsFn,
+    params: PyTree,
+    model_state: PyTree,
+    features: Any,
+    labels: Any,
+) -> tuple[jax.Array, Any, Any]:
+    """(loss, logits, regularization losses) on the global batch."""
     head = cfg.head
     logits, _ = logits_fn(params, model_state, _model_inputs(features, cfg.inputs_key), None)
     reg = _regularization(cfg.regularization_fn, params)
@@ -420,10 +517,7 @@ def _eval_outputs(
     else:
         terms = loss_terms(head, labels, logits, _head_features(features))
         loss = _divide(*jax.lax.psum(terms, cfg.axis_name)) + _sum_or_zero(reg)
-    state = _metrics(cfg, features, logits, labels, reg)
-    if state is not None and metric_state is not None:
-        state = jh_metrics.merge(metric_state, state)
-    return StepOutput(loss, state)
+    return loss, logits, reg
 
 
 # --------------------------------------------------------------------------- models
@@ -463,11 +557,13 @@ def _check_strategy(strategy: str, mesh: Mesh | None) -> None:
 
 
 def _distribute(
-    body: Callable[..., Any],
+    core: Callable[..., tuple],
+    finish: Callable[..., Any],
     *,
     n_replicated: int,
     n_batch: int,
     n_trailing: int,
+    sharded_outputs: tuple[bool, ...],
     mesh: Mesh | None,
     data_axis: str,
     strategy: str,
@@ -475,27 +571,33 @@ def _distribute(
     donate_argnums: int | Sequence[int],
     static_argnums: tuple[int, ...] = (),
 ) -> Callable[..., Any]:
-    """Wraps ``body(*replicated, *batch, *trailing, axis_name=...)`` for the strategy.
+    """``finish(*args, core(*args, axis_name=...))``, placed for the strategy.
 
-    Replicated arguments and the trailing ones (rng, metric state) are
-    replicated on the mesh; batch arguments are split along ``data_axis``.
+    ``args`` are the replicated arguments (state), the batch arguments (split
+    along ``data_axis``) and the trailing ones (rng, metric state;
+    replicated). Under ``shard_map`` only ``core`` runs per device; its
+    outputs flagged in ``sharded_outputs`` (the logits) come out as global
+    arrays split along ``data_axis``, the others must be replicated. ``finish``
+    (the metric update) always sees global arrays.
     """
     n_static = len(static_argnums)
-    if mesh is not None and strategy == "shard_map":
-        specs = (P(),) * (n_replicated - n_static) + (P(data_axis),) * n_batch + (P(),) * n_trailing
+    per_device = mesh is not None and strategy == "shard_map"
+    in_specs = (P(),) * (n_replicated - n_static) + (P(data_axis),) * n_batch + (P(),) * n_trailing
+    out_specs = tuple(P(data_axis) if sharded else P() for sharded in sharded_outputs)
 
-        def fn(*args: Any) -> Any:
+    def fn(*args: Any) -> Any:
+        if per_device:
             static, dynamic = args[:n_static], args[n_static:]
-            mapped = jax.shard_map(
-                functools.partial(body, *static, axis_name=data_axis),
+            outputs = jax.shard_map(
+                functools.partial(core, *static, axis_name=data_axis),
                 mesh=mesh,
-                in_specs=specs,
-                out_specs=P(),
-            )
-            return mapped(*dynamic)
+                in_specs=in_specs,
+                out_specs=out_specs,
+            )(*dynamic)
+        else:
+            outputs = core(*args, axis_name=None)
+        return finish(*args, outputs)
 
-    else:
-        fn = functools.partial(body, axis_name=None)
     if not jit:
         return fn
     kwargs: dict[str, Any] = {"donate_argnums": donate_argnums, "static_argnums": static_argnums}
@@ -505,6 +607,15 @@ def _distribute(
         kwargs["in_shardings"] = shardings
         kwargs["out_shardings"] = repl
     return jax.jit(fn, **kwargs)
+
+
+def _finish_eval(head: Any, *args: Any) -> StepOutput:
+    """Metric update of an eval step: ``args`` ends with metric_state and (loss, logits, reg)."""
+    features, labels, metric_state, (loss, logits, reg) = args[-4:]
+    state = _metrics(head, features, logits, labels, reg)
+    if metric_state is not None:
+        state = jh_metrics.merge(metric_state, state)
+    return StepOutput(loss, state)
 
 
 def _host_side(head: Any, mesh: Mesh | None, data_axis: str, features: Any, labels: Any) -> tuple:
@@ -571,7 +682,10 @@ def make_train_step(
       ``step(state, features, labels, rng=None)``: ``features`` is the model
       input (an array or a dict, see ``inputs_key``), ``labels`` the head's
       labels (string labels are encoded on the host), ``rng`` an optional
-      dropout key. Returns the new state and a :class:`StepOutput`.
+      dropout key (folded with the device index under ``shard_map`` and with
+      the micro-batch index, so masks differ between shards and micro-batches;
+      under ``strategy="jit"`` the masks are those of one device). Returns the
+      new state and a :class:`StepOutput`.
 
     Examples:
       >>> import flax.linen as nn, optax, jaxheads as jh
@@ -590,22 +704,29 @@ def make_train_step(
     _check_strategy(strategy, mesh)
     kw = dict(apply_kwargs or {})
 
-    def body(state: Any, features: Any, labels: Any, rng: Any, *, axis_name: str | None) -> tuple:
-        cfg = _Config(head, inputs_key, regularization_fn, micro_batches, with_metrics, axis_name)
+    def core(state: Any, features: Any, labels: Any, rng: Any, *, axis_name: str | None) -> tuple:
+        cfg = _Config(head, inputs_key, regularization_fn, micro_batches, axis_name)
         logits_fn = _linen_logits_fn(_resolve_apply(model, state), kw)
         if rng is not None and axis_name is not None:
             rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
-        loss, grads, metric_state, _ = _loss_and_grads(
+        loss, grads, logits, reg, _ = _loss_and_grads(
             cfg, logits_fn, state.params, None, features, labels, rng
         )
-        return _apply_gradients(state, grads, tx), StepOutput(loss, metric_state)
+        return _apply_gradients(state, grads, tx), loss, logits, reg
 
-    _Config(head, inputs_key, regularization_fn, micro_batches, with_metrics, None)  # validate
+    def finish(state: Any, features: Any, labels: Any, rng: Any, outputs: tuple) -> tuple:
+        new_state, loss, logits, reg = outputs
+        metric_state = _metrics(head, features, logits, labels, reg) if with_metrics else None
+        return new_state, StepOutput(loss, metric_state)
+
+    _Config(head, inputs_key, regularization_fn, micro_batches, None)  # validate
     step = _distribute(
-        body,
+        core,
+        finish,
         n_replicated=1,
         n_batch=2,
         n_trailing=1,
+        sharded_outputs=(False, False, True, False),
         mesh=mesh,
         data_axis=data_axis,
         strategy=strategy,
@@ -658,17 +779,19 @@ def make_eval_step(
     _check_strategy(strategy, mesh)
     kw = dict(apply_kwargs or {})
 
-    def body(state: Any, features: Any, labels: Any, metric_state: Any, *, axis_name: Any) -> Any:
-        cfg = _Config(head, inputs_key, regularization_fn, 1, True, axis_name)
+    def core(state: Any, features: Any, labels: Any, metric_state: Any, *, axis_name: Any) -> Any:
+        cfg = _Config(head, inputs_key, regularization_fn, 1, axis_name)
         params = getattr(state, "params", state)
         logits_fn = _linen_logits_fn(_resolve_apply(model, state), kw)
-        return _eval_outputs(cfg, logits_fn, params, None, features, labels, metric_state)
+        return _eval_core(cfg, logits_fn, params, None, features, labels)
 
     step = _distribute(
-        body,
+        core,
+        functools.partial(_finish_eval, head),
         n_replicated=1,
         n_batch=2,
         n_trailing=1,
+        sharded_outputs=(False, True, False),
         mesh=mesh,
         data_axis=data_axis,
         strategy=strategy,
@@ -730,24 +853,31 @@ def make_nnx_train_step(
       1
     """
     _check_strategy(strategy, mesh)
-    _Config(head, inputs_key, regularization_fn, micro_batches, with_metrics, None)  # validate
+    _Config(head, inputs_key, regularization_fn, micro_batches, None)  # validate
 
-    def body(graphdef: Any, state: Any, features: Any, labels: Any, *, axis_name: Any) -> tuple:
-        cfg = _Config(head, inputs_key, regularization_fn, micro_batches, with_metrics, axis_name)
+    def core(graphdef: Any, state: Any, features: Any, labels: Any, *, axis_name: Any) -> tuple:
+        cfg = _Config(head, inputs_key, regularization_fn, micro_batches, axis_name)
         model, optimizer = nnx.merge(graphdef, state)
         model_graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        loss, grads, metric_state, rest = _loss_and_grads(
+        loss, grads, logits, reg, rest = _loss_and_grads(
             cfg, _nnx_logits_fn(model_graphdef), params, rest, features, labels, None
         )
         nnx.update(model, rest)
         optimizer.update(model, grads)
-        return nnx.state((model, optimizer)), StepOutput(loss, metric_state)
+        return nnx.state((model, optimizer)), loss, logits, reg
+
+    def finish(graphdef: Any, state: Any, features: Any, labels: Any, outputs: tuple) -> tuple:
+        new_state, loss, logits, reg = outputs
+        metric_state = _metrics(head, features, logits, labels, reg) if with_metrics else None
+        return new_state, StepOutput(loss, metric_state)
 
     step = _distribute(
-        body,
+        core,
+        finish,
         n_replicated=2,
         n_batch=2,
         n_trailing=0,
+        sharded_outputs=(False, False, True, False),
         mesh=mesh,
         data_axis=data_axis,
         strategy=strategy,
@@ -795,21 +925,21 @@ def make_nnx_eval_step(
     """
     _check_strategy(strategy, mesh)
 
-    def body(
+    def core(
         graphdef: Any, state: Any, features: Any, labels: Any, metric_state: Any, *, axis_name: Any
     ) -> Any:
-        cfg = _Config(head, inputs_key, regularization_fn, 1, True, axis_name)
+        cfg = _Config(head, inputs_key, regularization_fn, 1, axis_name)
         model = nnx.merge(graphdef, state)
         model_graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        return _eval_outputs(
-            cfg, _nnx_logits_fn(model_graphdef), params, rest, features, labels, metric_state
-        )
+        return _eval_core(cfg, _nnx_logits_fn(model_graphdef), params, rest, features, labels)
 
     step = _distribute(
-        body,
+        core,
+        functools.partial(_finish_eval, head),
         n_replicated=2,
         n_batch=2,
         n_trailing=1,
+        sharded_outputs=(False, True, False),
         mesh=mesh,
         data_axis=data_axis,
         strategy=strategy,

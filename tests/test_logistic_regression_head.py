@@ -22,8 +22,11 @@ def test_loss(jit):
 
 def test_weighted_reductions():
     w = np.array([1.0, 0.0, 2.0], np.float32)
-    for reduction, expected in [("sum", CE[0] + 2 * CE[2]), ("mean", (CE[0] + 2 * CE[2]) / 3),
-                                ("sum_by_nonzero_weights", (CE[0] + 2 * CE[2]) / 2)]:
+    for reduction, expected in [
+        ("sum", CE[0] + 2 * CE[2]),
+        ("mean", (CE[0] + 2 * CE[2]) / 3),
+        ("sum_by_nonzero_weights", (CE[0] + 2 * CE[2]) / 2),
+    ]:
         head = jh.LogisticRegressionHead(weight_column="w", loss_reduction=reduction)
         np.testing.assert_allclose(head.loss(LABELS[:, 0], LOGITS, {"w": w}), expected, rtol=1e-6)
 

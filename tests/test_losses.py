@@ -55,7 +55,9 @@ def test_low_precision_inputs_give_float32(dtype):
     z = jnp.array([0.8, 0.4], dtype)
     got = losses.sigmoid_cross_entropy(z, x)
     assert got.dtype == jnp.float32
-    np.testing.assert_allclose(got, _reference_sigmoid_ce(z.astype(np.float32), x.astype(np.float32)), rtol=1e-6)
+    np.testing.assert_allclose(
+        got, _reference_sigmoid_ce(z.astype(np.float32), x.astype(np.float32)), rtol=1e-6
+    )
 
 
 @settings(max_examples=50, deadline=None)
@@ -71,15 +73,23 @@ def test_sigmoid_ce_nonnegative_and_matches_reference(x, z):
 
 def test_sparse_softmax_ce():
     # spec §3 mc_eval_basic: CE = [10.0000906, 0.0000908] for logits [[10,0,0],[0,10,0]], labels [[1],[1]]
-    got = losses.sparse_softmax_cross_entropy(jnp.array([[1], [1]]), jnp.array([[10.0, 0, 0], [0, 10.0, 0]]))
+    got = losses.sparse_softmax_cross_entropy(
+        jnp.array([[1], [1]]), jnp.array([[10.0, 0, 0], [0, 10.0, 0]])
+    )
     expected = np.log(np.exp(10) + 2) - np.array([0.0, 10.0])
     np.testing.assert_allclose(got[:, 0], expected, rtol=1e-6, atol=1e-6)  # float32 rounding
     big = losses.sparse_softmax_cross_entropy(jnp.array([[0]]), jnp.array([[1e4, -1e4, 0.0]]))
     assert float(big[0, 0]) == 0.0
+    # TF 2.15 values at huge logits (tests/data/tf_reference_multi_class.json, mc_large_logits).
+    huge = losses.sparse_softmax_cross_entropy(
+        jnp.array([[0], [0]]), jnp.array([[-1e4, -1e4, -1e4], [1e4, 1.846, 1e4]]))
+    np.testing.assert_allclose(huge[:, 0], [np.log(3.0), np.log(2.0)], rtol=1e-6)
 
 
 def test_squared_error_and_poisson():
-    np.testing.assert_allclose(losses.squared_error(jnp.array([43.0, 44.0]), jnp.array([45.0, 41.0])), [4.0, 9.0])
+    np.testing.assert_allclose(
+        losses.squared_error(jnp.array([43.0, 44.0]), jnp.array([45.0, 41.0])), [4.0, 9.0]
+    )
     # spec §3 poisson_train: loss_i = [1.0, 3.020, 1.482] (full), mean 1.8340163; without Stirling 1.0287204.
     z = jnp.array([1.0, 2.0, 3.0])
     x = jnp.array([0.0, -1.0, 1.0])

@@ -63,10 +63,14 @@ def test_mc_sum():
 def test_mc_regularization():
     head = MultiClassHead(n_classes=3)
     reg = [1.5, 0.5]
-    np.testing.assert_allclose(head.loss(LABELS_2, LOGITS_2, FEATURES, regularization_losses=reg), 7.0, atol=1e-2)
+    np.testing.assert_allclose(
+        head.loss(LABELS_2, LOGITS_2, FEATURES, regularization_losses=reg), 7.0, atol=1e-2
+    )
     metrics = _metrics(head, LOGITS_2, LABELS_2, FEATURES, reg)
     assert set(metrics) == {"average_loss", "accuracy", "regularization_loss"}
-    np.testing.assert_allclose(metrics["average_loss"], 5.0, atol=1e-2)  # never includes regularization
+    np.testing.assert_allclose(
+        metrics["average_loss"], 5.0, atol=1e-2
+    )  # never includes regularization
     assert metrics["regularization_loss"] == 2.0 and metrics["accuracy"] == 0.5
 
 
@@ -158,7 +162,9 @@ def test_mc_predict():
     export = head.export_outputs(logits)
     assert list(export) == ["serving_default", "classification", "predict"]
     np.testing.assert_allclose(export["serving_default"]["scores"], predictions["probabilities"])
-    assert head.class_names(export["serving_default"]["class_ids"]).tolist() == [["0", "1", "2"]] * 2
+    assert (
+        head.class_names(export["serving_default"]["class_ids"]).tolist() == [["0", "1", "2"]] * 2
+    )
     assert export["predict"].keys() == predictions.keys()
 
 
@@ -168,15 +174,20 @@ def test_mc_predict_vocab():
     predictions = head.predictions(logits)
     assert head.class_names(predictions["class_ids"]).tolist() == [["aang"], ["zuko"]]
     export = head.export_outputs(logits)
-    assert head.class_names(export["serving_default"]["class_ids"]).tolist() == [
-        ["aang", "iroh", "zuko"]
-    ] * 2
+    assert (
+        head.class_names(export["serving_default"]["class_ids"]).tolist()
+        == [["aang", "iroh", "zuko"]] * 2
+    )
 
 
 @pytest.mark.parametrize(
     "logits, labels, pattern",
     [
-        ([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], np.array([[1.0], [1.0]]), "Labels dtype should be integer"),
+        (
+            [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]],
+            np.array([[1.0], [1.0]]),
+            "Labels dtype should be integer",
+        ),
         ([[1.0, 2.0, 4.0], [1.0, 2.0, 3.0]], np.array([[45], [1]]), r"Labels must be <= 3 - 1"),
         ([[1.0, 2.0, 4.0], [1.0, 2.0, 3.0]], np.array([[-5], [1]]), r"Labels must be >= 0"),
         (
@@ -217,21 +228,37 @@ def test_mc_v1_eval_sum():
         (dict(n_classes=None), r"n_classes cannot be None"),
         (dict(n_classes=2), r"n_classes must be > 2: 2\."),
         (dict(n_classes=1), r"n_classes must be > 2: 1\."),
-        (dict(n_classes=3, label_vocabulary=["a", "b", "c", "d"]),
-         r'"label_vocabulary" does not have "n_classes" items\. len\(label_vocabulary\)=4, n_classes=3'),
-        (dict(n_classes=3, label_vocabulary={"a": 1}),
-         r"label_vocabulary should be a list or a tuple\. Given type: <class 'dict'>"),
-        (dict(n_classes=3, loss_reduction="invalid_loss_reduction"),
-         r"Invalid loss_reduction: invalid_loss_reduction"),
+        (
+            dict(n_classes=3, label_vocabulary=["a", "b", "c", "d"]),
+            r'"label_vocabulary" does not have "n_classes" items\. '
+            r"len\(label_vocabulary\)=4, n_classes=3",
+        ),
+        (
+            dict(n_classes=3, label_vocabulary={"a": 1}),
+            r"label_vocabulary should be a list or a tuple\. Given type: <class 'dict'>",
+        ),
+        (
+            dict(n_classes=3, loss_reduction="invalid_loss_reduction"),
+            r"Invalid loss_reduction: invalid_loss_reduction",
+        ),
         (dict(n_classes=3, loss_reduction=Reduction.NONE), r"Invalid loss_reduction: none"),
-        (dict(n_classes=3, loss_fn=lambda logits: logits),
-         r"loss_fn must contain argument: labels\. Given arguments: \('logits',\)"),
-        (dict(n_classes=3, loss_fn=lambda labels: labels),
-         r"loss_fn must contain argument: logits\. Given arguments: \('labels',\)"),
-        (dict(n_classes=3, loss_fn=lambda labels, logits, name=None: labels),
-         r"loss_fn has unexpected args: \['name'\]"),
+        (
+            dict(n_classes=3, loss_fn=lambda logits: logits),
+            r"loss_fn must contain argument: labels\. Given arguments: \('logits',\)",
+        ),
+        (
+            dict(n_classes=3, loss_fn=lambda labels: labels),
+            r"loss_fn must contain argument: logits\. Given arguments: \('labels',\)",
+        ),
+        (
+            dict(n_classes=3, loss_fn=lambda labels, logits, name=None: labels),
+            r"loss_fn has unexpected args: \['name'\]",
+        ),
         (dict(n_classes=3.0), r"n_classes must be an int > 2"),
-        (dict(n_classes=3, label_vocabulary=["a", "b", "c"], one_hot_labels=True), "one_hot_labels"),
+        (
+            dict(n_classes=3, label_vocabulary=["a", "b", "c"], one_hot_labels=True),
+            "one_hot_labels",
+        ),
     ],
 )
 def test_validation(kwargs, pattern):
@@ -251,7 +278,9 @@ def test_validation_order_matches_tf():
 def test_head_is_hashable_and_static():
     head = MultiClassHead(n_classes=3, label_vocabulary=["a", "b", "c"], name="mc")
     assert head == MultiClassHead(n_classes=3, label_vocabulary=("a", "b", "c"), name="mc")
-    assert hash(head) == hash(MultiClassHead(n_classes=3, label_vocabulary=("a", "b", "c"), name="mc"))
+    assert hash(head) == hash(
+        MultiClassHead(n_classes=3, label_vocabulary=("a", "b", "c"), name="mc")
+    )
     assert head.logits_dimension == 3 and head.loss_reduction is Reduction.SUM_OVER_BATCH_SIZE
     loss = jax.jit(lambda h, lb, lg: h.loss(lb, lg), static_argnums=0)(head, LABELS_2, LOGITS_2)
     np.testing.assert_allclose(loss, 5.0, atol=1e-2)
@@ -261,7 +290,9 @@ def test_head_is_hashable_and_static():
 def test_one_hot_labels_by_mistake_say_so():
     head = MultiClassHead(n_classes=3)
     one_hot = np.array([[0, 1, 0], [0, 1, 0]], np.int32)
-    with pytest.raises(ValueError, match=r"Expected labels dimension=1.*n_classes=3.*one-hot") as info:
+    with pytest.raises(
+        ValueError, match=r"Expected labels dimension=1.*n_classes=3.*one-hot"
+    ) as info:
         head.loss(one_hot, LOGITS_2)
     assert "[2, 3]" in str(info.value) and "one_hot_labels=True" in str(info.value)
 
@@ -269,8 +300,14 @@ def test_one_hot_labels_by_mistake_say_so():
 @pytest.mark.parametrize(
     "labels, pattern",
     [
-        (np.array([[1, 1], [0, 0]]), r"Mismatched label shape\. Expected labels dimension=1\.  Received 2"),
-        (np.array([[1], [1], [0]]), r"labels shape must be \[D0, D1, \.\.\. DN, 1\].*expected_labels_shape: \[2, 1\]"),
+        (
+            np.array([[1, 1], [0, 0]]),
+            r"Mismatched label shape\. Expected labels dimension=1\.  Received 2",
+        ),
+        (
+            np.array([[1], [1], [0]]),
+            r"labels shape must be \[D0, D1, \.\.\. DN, 1\].*expected_labels_shape: \[2, 1\]",
+        ),
         (None, r"You must provide a labels Tensor\. Given: None"),
         (np.array([["a"], ["b"]]), r"Labels dtype should be integer\. Instead got string"),
         (np.array([[True], [False]]), r"Labels dtype should be integer\. Instead got bool"),
@@ -288,7 +325,9 @@ def test_logits_errors():
     with pytest.raises(ValueError, match="logits must have rank at least 2"):
         head.predictions(np.zeros(3, np.float32))
     with pytest.raises(ValueError, match="weights shape must be"):
-        MultiClassHead(3, weight_column="w").loss(LABELS_2, LOGITS_2, {"w": np.ones((2, 3), np.float32)})
+        MultiClassHead(3, weight_column="w").loss(
+            LABELS_2, LOGITS_2, {"w": np.ones((2, 3), np.float32)}
+        )
 
 
 def test_one_hot_mode_equals_ids():
@@ -310,15 +349,20 @@ def test_one_hot_mode_equals_ids():
     soft = np.array([[0.8, 0.1, 0.1]], np.float32)
     x = np.array([[2.0, 0.0, -1.0]], np.float32)
     log_p = x - np.log(np.exp(x).sum())
-    np.testing.assert_allclose(hot_head.unreduced_loss(soft, x, {"w": np.ones(1, np.float32)})[0],
-                               -(soft * log_p).sum(-1, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(
+        hot_head.unreduced_loss(soft, x, {"w": np.ones(1, np.float32)})[0],
+        -(soft * log_p).sum(-1, keepdims=True),
+        rtol=1e-6,
+    )
     with pytest.raises(ValueError, match=r"one-hot labels must have values in \[0, 1\]"):
         hot_head.loss(np.array([[2.0, 0.0, 0.0]], np.float32), x, {"w": np.ones(1, np.float32)})
     with pytest.raises(ValueError, match="Expected labels dimension=3"):
         hot_head.loss(np.array([[1]]), x, {"w": np.ones(1, np.float32)})
     # -inf logits with a zero target give a finite loss (no 0 * -inf NaN).
     inf_logits = np.array([[0.0, -np.inf, 1.0]], np.float32)
-    loss = MultiClassHead(3, one_hot_labels=True).loss(np.array([[1.0, 0.0, 0.0]], np.float32), inf_logits)
+    loss = MultiClassHead(3, one_hot_labels=True).loss(
+        np.array([[1.0, 0.0, 0.0]], np.float32), inf_logits
+    )
     assert np.isfinite(loss)
 
 
@@ -342,8 +386,11 @@ def test_prediction_keys():
 def test_create_spec_modes():
     head = MultiClassHead(n_classes=3, name="mc")
     spec = head.create_spec("predict", LOGITS_2)
-    assert spec.loss is None and spec.metrics is None and set(spec.export_outputs) == {
-        "serving_default", "classification", "predict"}
+    assert (
+        spec.loss is None
+        and spec.metrics is None
+        and set(spec.export_outputs) == {"serving_default", "classification", "predict"}
+    )
     spec = head.create_spec("train", LOGITS_2, LABELS_2, regularization_losses=[1.0])
     np.testing.assert_allclose(spec.loss, 6.0, atol=1e-2)
     spec = jax.jit(lambda lg, lb: head.create_spec("eval", lg, lb))(LOGITS_2, LABELS_2)
@@ -389,7 +436,9 @@ def test_check_grads():
     head = MultiClassHead(n_classes=3, weight_column="w")
     logits = jnp.array([[0.5, -1.0, 2.0], [0.1, 0.2, -0.3]])
     features = {"w": jnp.array([1.0, 0.5])}
-    check_grads(jax.jit(lambda x: head.loss(LABELS_2, x, features)), (logits,), order=2, modes=("rev",))
+    check_grads(
+        jax.jit(lambda x: head.loss(LABELS_2, x, features)), (logits,), order=2, modes=("rev",)
+    )
 
 
 def test_vmap_over_leading_axis_equals_batched_call():
@@ -415,9 +464,13 @@ def test_label_range_under_jit_with_checkify():
 
 @settings(max_examples=25, deadline=None)
 @given(
-    logits=hnp.arrays(np.float32, (4, 3), elements=st.floats(-50, 50, width=32)),
+    logits=hnp.arrays(
+        np.float32, (4, 3), elements=st.floats(-50, 50, width=32, allow_subnormal=False)
+    ),
     labels=hnp.arrays(np.int32, (4, 1), elements=st.integers(0, 2)),
-    weights=hnp.arrays(np.float32, (4, 1), elements=st.floats(0, 3, width=32)),
+    weights=hnp.arrays(
+        np.float32, (4, 1), elements=st.floats(0, 3, width=32, allow_subnormal=False)
+    ),
     reduction=st.sampled_from(["sum", "sum_over_batch_size", "mean", "sum_by_nonzero_weights"]),
 )
 def test_property_loss_nonnegative_and_reductions_match_numpy(logits, labels, weights, reduction):

@@ -82,7 +82,9 @@ def test_ml_sparse_ids_without_vocabulary_under_jit():
     state = jax.jit(head.update_metrics)(head.init_metrics(), None, LOGITS, labels)
     np.testing.assert_allclose(head.compute_metrics(state)["auc"], 0.3333, **TOL)
     empty = SparseLabels(np.zeros((2, 0), np.int32))  # no labels at all
-    np.testing.assert_allclose(head.loss(empty, LOGITS), _np_loss(np.zeros((2, 2)), LOGITS).mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        head.loss(empty, LOGITS), _np_loss(np.zeros((2, 2)), LOGITS).mean(), rtol=1e-6
+    )
 
 
 def test_ml_thresholds():
@@ -90,7 +92,9 @@ def test_ml_thresholds():
     np.testing.assert_allclose(head.loss(LABELS, LOGITS), 1.1323375, rtol=1e-6)
     got = _metrics(head, LOGITS, LABELS, {})
     expected = {
-        "average_loss": 1.1323375, "auc": 0.3333, "auc_precision_recall": 0.7689,
+        "average_loss": 1.1323375,
+        "auc": 0.3333,
+        "auc_precision_recall": 0.7689,
         "accuracy/positive_threshold_0.25": 2.0 / 4.0,
         "precision/positive_threshold_0.25": 2.0 / 3.0,
         "recall/positive_threshold_0.25": 2.0 / 3.0,
@@ -108,18 +112,25 @@ def test_ml_thresholds():
 def test_ml_class_based_metrics():
     head = MultiLabelHead(n_classes=2, classes_for_class_based_metrics=[0, 1])
     expected = {
-        "average_loss": 1.1323375, "auc": 0.3333, "auc_precision_recall": 0.7689,
+        "average_loss": 1.1323375,
+        "auc": 0.3333,
+        "auc_precision_recall": 0.7689,
         "probability_mean/class0": (0.26894142 + 0.18242552) / 2.0,
-        "auc/class0": 0.0, "auc_precision_recall/class0": 1.0,
+        "auc/class0": 0.0,
+        "auc_precision_recall/class0": 1.0,
         "probability_mean/class1": (0.7310586 + 0.8175745) / 2.0,
-        "auc/class1": 1.0, "auc_precision_recall/class1": 1.0,
+        "auc/class1": 1.0,
+        "auc_precision_recall/class1": 1.0,
     }
     got = _metrics(head, LOGITS, LABELS, {})
     assert set(got) == set(expected)
     _assert_metrics(got, expected)
     # string variant: keys use the vocabulary names
     named = MultiLabelHead(
-        n_classes=2, label_vocabulary=["a", "b"], classes_for_class_based_metrics=["a", "b"], name="h"
+        n_classes=2,
+        label_vocabulary=["a", "b"],
+        classes_for_class_based_metrics=["a", "b"],
+        name="h",
     )
     assert named.classes_for_class_based_metrics == (0, 1)
     got = _metrics(named, LOGITS, LABELS, {})
@@ -132,24 +143,33 @@ def test_ml_class_based_metrics():
 
 def test_ml_weighted():
     head = MultiLabelHead(n_classes=2, weight_column="example_weights")
-    features = {"x": np.array([[41], [42]]), "example_weights": np.array([[1.0], [2.0]], np.float32)}
+    features = {
+        "x": np.array([[41], [42]]),
+        "example_weights": np.array([[1.0], [2.0]], np.float32),
+    }
     # per-example mean CE ~ [10, 7.5] -> (1 * 10 + 2 * 7.5) / 2
     np.testing.assert_allclose(head.loss(LABELS, LARGE_LOGITS, features), 12.5, **TOL)
     got = _metrics(head, LARGE_LOGITS, LABELS, features)
-    _assert_metrics(got, {"average_loss": 12.5 * (2.0 / 3.0), "auc": 0.2000, "auc_precision_recall": 0.7280})
+    _assert_metrics(
+        got, {"average_loss": 12.5 * (2.0 / 3.0), "auc": 0.2000, "auc_precision_recall": 0.7280}
+    )
 
 
 def test_ml_sum():
     head = MultiLabelHead(n_classes=2, weight_column="example_weights", loss_reduction="sum")
     features = {"x": np.array([[42]]), "example_weights": np.array([[1.0], [2.0]], np.float32)}
     np.testing.assert_allclose(
-        head.loss(LABELS, LARGE_LOGITS, features), (1.0 * (10.0 + 10.0) + 2.0 * (15.0 + 0.0)) / 2.0, atol=1e-4
+        head.loss(LABELS, LARGE_LOGITS, features),
+        (1.0 * (10.0 + 10.0) + 2.0 * (15.0 + 0.0)) / 2.0,
+        atol=1e-4,
     )
 
 
 def test_ml_train_large_logits():
     head = MultiLabelHead(n_classes=2)
-    np.testing.assert_allclose(head.loss(LABELS, LARGE_LOGITS, {"x": np.array([[42]])}), 8.75, **TOL)
+    np.testing.assert_allclose(
+        head.loss(LABELS, LARGE_LOGITS, {"x": np.array([[42]])}), 8.75, **TOL
+    )
     spec = head.create_spec("train", LARGE_LOGITS, LABELS)
     np.testing.assert_allclose(spec.loss, 8.75, **TOL)
 
@@ -157,25 +177,42 @@ def test_ml_train_large_logits():
 def test_ml_multi_dim():
     head = MultiLabelHead(n_classes=3, weight_column="weights")
     logits = np.array(
-        [[[-10.0, 10.0, -10.0], [10.0, -10.0, 10.0]], [[-12.0, 12.0, -12.0], [12.0, -12.0, 12.0]]], np.float32
+        [[[-10.0, 10.0, -10.0], [10.0, -10.0, 10.0]], [[-12.0, 12.0, -12.0], [12.0, -12.0, 12.0]]],
+        np.float32,
     )
     labels = np.array([[[1, 0, 0], [1, 0, 0]], [[0, 1, 1], [0, 1, 1]]])
     features = {"weights": np.array([[1.0, 1.5], [2.0, 2.5]], np.float32)}
     np.testing.assert_allclose(head.loss(labels, logits, features), 9.9167, **TOL)
     got = _metrics(head, logits, labels, features)
-    _assert_metrics(got, {"average_loss": 9.9167 * (4.0 / 7.0), "auc": 0.4977, "auc_precision_recall": 0.5461})
+    _assert_metrics(
+        got, {"average_loss": 9.9167 * (4.0 / 7.0), "auc": 0.4977, "auc_precision_recall": 0.5461}
+    )
     assert head.predictions(logits)["all_class_ids"].shape == (2, 2, 3)
 
 
 @pytest.mark.parametrize(
     "logits, labels, pattern",
     [
-        (LARGE_LOGITS, np.array([[2, 0], [1, 1]]),
-         r"labels must be an integer indicator Tensor with values in \[0, 1\]"),
-        (LARGE_LOGITS, SparseLabels(np.array([[2, -1], [0, 1]])),
-         r"labels must be an integer SparseTensor with values in \[0, 2\)"),
-        (np.array([[-1.0, 1.0], [-1.5, 1.0]], np.float32), np.array([[1], [1]]), "Expected labels dimension=2"),
-        (np.array([[-1.0, 1.0], [-1.5, 1.0]], np.float32), np.array([1, 1]), "Expected labels dimension=2"),
+        (
+            LARGE_LOGITS,
+            np.array([[2, 0], [1, 1]]),
+            r"labels must be an integer indicator Tensor with values in \[0, 1\]",
+        ),
+        (
+            LARGE_LOGITS,
+            SparseLabels(np.array([[2, -1], [0, 1]])),
+            r"labels must be an integer SparseTensor with values in \[0, 2\)",
+        ),
+        (
+            np.array([[-1.0, 1.0], [-1.5, 1.0]], np.float32),
+            np.array([[1], [1]]),
+            "Expected labels dimension=2",
+        ),
+        (
+            np.array([[-1.0, 1.0], [-1.5, 1.0]], np.float32),
+            np.array([1, 1]),
+            "Expected labels dimension=2",
+        ),
     ],
     ids=["indicator", "sparse", "labels_2x1", "labels_rank1"],
 )
@@ -187,7 +224,10 @@ def test_ml_invalid_labels(logits, labels, pattern):
 
 @pytest.mark.parametrize(
     "vocabulary, names",
-    [(None, ["0", "1", "2", "3"]), (["foo", "bar", "foobar", "barfoo"], ["foo", "bar", "foobar", "barfoo"])],
+    [
+        (None, ["0", "1", "2", "3"]),
+        (["foo", "bar", "foobar", "barfoo"], ["foo", "bar", "foobar", "barfoo"]),
+    ],
 )
 def test_ml_predict(vocabulary, names):
     head = MultiLabelHead(n_classes=4, label_vocabulary=vocabulary)
@@ -223,7 +263,10 @@ def test_contrib_v1_auc_pr(case, auc_pr):
     else:
         head = multi_label_head(3, weight_column="w", compat="v1")
         logits = np.array(
-            [[[-10.0, 10.0, -10.0], [10.0, -10.0, 10.0]], [[-12.0, 12.0, -12.0], [12.0, -12.0, 12.0]]],
+            [
+                [[-10.0, 10.0, -10.0], [10.0, -10.0, 10.0]],
+                [[-12.0, 12.0, -12.0], [12.0, -12.0, 12.0]],
+            ],
             np.float32,
         )
         labels = np.array([[[1, 0, 0], [1, 0, 0]], [[0, 1, 1], [0, 1, 1]]])
@@ -240,33 +283,69 @@ def test_v1_threshold_metrics_use_inclusive_accuracy_and_epsilon():
     v1 = _metrics(MultiLabelHead(2, thresholds=[0.5], compat="v1"), logits, labels)
     assert v2["accuracy/positive_threshold_0.5"] == 0.5  # p > t
     assert v1["accuracy/positive_threshold_0.5"] == 1.0  # p >= t
-    np.testing.assert_allclose(v1["precision/positive_threshold_0.5"], 1.0 / (1.0 + 1e-7), rtol=1e-7)
+    np.testing.assert_allclose(
+        v1["precision/positive_threshold_0.5"], 1.0 / (1.0 + 1e-7), rtol=1e-7
+    )
 
 
 # --------------------------------------------------------------------------- validation
 @pytest.mark.parametrize(
     "kwargs, pattern",
     [
-        (dict(n_classes=None), r"n_classes must be > 1 for multi-label classification\. Given: None"),
+        (
+            dict(n_classes=None),
+            r"n_classes must be > 1 for multi-label classification\. Given: None",
+        ),
         (dict(n_classes=1), r"n_classes must be > 1 for multi-label classification\. Given: 1"),
-        (dict(n_classes=2, thresholds=[0.0, 0.5]), r"thresholds must be in \(0, 1\) range\. Given: 0\.0"),
-        (dict(n_classes=2, thresholds=[0.5, 1.0]), r"thresholds must be in \(0, 1\) range\. Given: 1\.0"),
-        (dict(n_classes=2, label_vocabulary={"foo": "bar"}),
-         r"label_vocabulary must be a list or tuple\. Given type: <(type|class) 'dict'>"),
-        (dict(n_classes=3, label_vocabulary=["foo", "bar"]),
-         r"Length of label_vocabulary must be n_classes \(3\)\. Given: 2"),
-        (dict(n_classes=3, classes_for_class_based_metrics=[2, -1]),
-         r"All classes_for_class_based_metrics must be in range \[0, 2\]\. Given: -1"),
-        (dict(n_classes=3, classes_for_class_based_metrics=[3]),
-         r"All classes_for_class_based_metrics must be in range \[0, 2\]\. Given: 3"),
-        (dict(n_classes=3, label_vocabulary=["a", "b", "c"], classes_for_class_based_metrics=["c", "z"]),
-         r"'z' is not in list"),
-        (dict(n_classes=3, classes_for_class_based_metrics=["a"]),
-         r"label_vocabulary must be provided when classes_for_class_based_metrics are strings\."),
-        (dict(n_classes=2, loss_reduction="invalid_loss_reduction"), r"Invalid loss_reduction: invalid_loss_reduction"),
+        (
+            dict(n_classes=2, thresholds=[0.0, 0.5]),
+            r"thresholds must be in \(0, 1\) range\. Given: 0\.0",
+        ),
+        (
+            dict(n_classes=2, thresholds=[0.5, 1.0]),
+            r"thresholds must be in \(0, 1\) range\. Given: 1\.0",
+        ),
+        (
+            dict(n_classes=2, label_vocabulary={"foo": "bar"}),
+            r"label_vocabulary must be a list or tuple\. Given type: <(type|class) 'dict'>",
+        ),
+        (
+            dict(n_classes=3, label_vocabulary=["foo", "bar"]),
+            r"Length of label_vocabulary must be n_classes \(3\)\. Given: 2",
+        ),
+        (
+            dict(n_classes=3, classes_for_class_based_metrics=[2, -1]),
+            r"All classes_for_class_based_metrics must be in range \[0, 2\]\. Given: -1",
+        ),
+        (
+            dict(n_classes=3, classes_for_class_based_metrics=[3]),
+            r"All classes_for_class_based_metrics must be in range \[0, 2\]\. Given: 3",
+        ),
+        (
+            dict(
+                n_classes=3,
+                label_vocabulary=["a", "b", "c"],
+                classes_for_class_based_metrics=["c", "z"],
+            ),
+            r"'z' is not in list",
+        ),
+        (
+            dict(n_classes=3, classes_for_class_based_metrics=["a"]),
+            r"label_vocabulary must be provided when classes_for_class_based_metrics are strings\.",
+        ),
+        (
+            dict(n_classes=2, loss_reduction="invalid_loss_reduction"),
+            r"Invalid loss_reduction: invalid_loss_reduction",
+        ),
         (dict(n_classes=2, loss_reduction=Reduction.NONE), r"Invalid loss_reduction: none"),
-        (dict(n_classes=2, loss_fn=lambda logits: logits), r"loss_fn must contain argument: labels"),
-        (dict(n_classes=2, loss_fn=lambda labels, logits, name=None: labels), r"loss_fn has unexpected args: \['name'\]"),
+        (
+            dict(n_classes=2, loss_fn=lambda logits: logits),
+            r"loss_fn must contain argument: labels",
+        ),
+        (
+            dict(n_classes=2, loss_fn=lambda labels, logits, name=None: labels),
+            r"loss_fn has unexpected args: \['name'\]",
+        ),
         (dict(n_classes=2, compat="v3"), r"compat must be one of"),
     ],
 )
@@ -283,8 +362,9 @@ def test_validation_order_loss_fn_before_reduction():
 def test_replace_is_idempotent_and_hashable():
     import dataclasses
 
-    head = MultiLabelHead(3, label_vocabulary=["a", "b", "c"], classes_for_class_based_metrics=["c"],
-                          thresholds=[0.5])
+    head = MultiLabelHead(
+        3, label_vocabulary=["a", "b", "c"], classes_for_class_based_metrics=["c"], thresholds=[0.5]
+    )
     again = dataclasses.replace(head, name="x")
     assert again.classes_for_class_based_metrics == (2,) and again.thresholds == (0.5,)
     assert hash(head) == hash(dataclasses.replace(head))
@@ -293,12 +373,16 @@ def test_replace_is_idempotent_and_hashable():
 # --------------------------------------------------------------------------- labels & weights
 def test_per_class_weights_are_rejected():
     head = MultiLabelHead(n_classes=2, weight_column="w")
-    with pytest.raises(ValueError, match=r"weights shape must be \[D0, D1, \.\.\. DN\] or \[D0, D1, \.\.\. DN, 1\]"):
+    with pytest.raises(
+        ValueError, match=r"weights shape must be \[D0, D1, \.\.\. DN\] or \[D0, D1, \.\.\. DN, 1\]"
+    ):
         head.loss(LABELS, LOGITS, {"w": np.ones((2, 2), np.float32)})
     # [B] and [B, 1] weights are fine.
     for w in (np.array([1.0, 2.0], np.float32), np.array([[1.0], [2.0]], np.float32)):
         np.testing.assert_allclose(
-            head.loss(LABELS, LOGITS, {"w": w}), (_np_loss(LABELS, LOGITS)[:, 0] * [1, 2]).sum() / 2, rtol=1e-6
+            head.loss(LABELS, LOGITS, {"w": w}),
+            (_np_loss(LABELS, LOGITS)[:, 0] * [1, 2]).sum() / 2,
+            rtol=1e-6,
         )
 
 
@@ -314,7 +398,10 @@ def test_soft_labels_accepted_and_loss_fn_gets_float_multi_hot():
     expected = np.abs(soft - 1 / (1 + np.exp(-LOGITS))).mean(-1).mean()
     np.testing.assert_allclose(head.loss(soft, LOGITS), expected, rtol=1e-6)
     head.loss(SparseLabels(np.array([[1], [0]])), LOGITS)
-    assert seen["labels"].dtype == jnp.float32 and seen["labels"].tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    assert seen["labels"].dtype == jnp.float32 and seen["labels"].tolist() == [
+        [0.0, 1.0],
+        [1.0, 0.0],
+    ]
     np.testing.assert_allclose(
         MultiLabelHead(2).loss(soft, LOGITS), _np_loss(soft, LOGITS).mean(), rtol=1e-6
     )
@@ -352,9 +439,9 @@ def test_sparse_labels_from_lists():
 
 def test_regularization_and_create_spec():
     head = MultiLabelHead(n_classes=2, name="ml")
-    spec = jax.jit(lambda lg, lb: head.create_spec("eval", lg, lb, regularization_losses=[1.5, 0.5]))(
-        LOGITS, LABELS
-    )
+    spec = jax.jit(
+        lambda lg, lb: head.create_spec("eval", lg, lb, regularization_losses=[1.5, 0.5])
+    )(LOGITS, LABELS)
     np.testing.assert_allclose(spec.loss, EXPECTED_LOSS + 2.0, rtol=1e-6)
     got = {k: float(v) for k, v in head.compute_metrics(spec.metrics).items()}
     assert got["regularization_loss/ml"] == 2.0
@@ -374,8 +461,12 @@ def test_grad_finite_for_huge_logits_and_bf16():
     bf16 = MultiLabelHead(n_classes=2).loss(LABELS, jnp.asarray(LOGITS, jnp.bfloat16))
     assert bf16.dtype == jnp.float32
     np.testing.assert_allclose(bf16, EXPECTED_LOSS, rtol=1e-2)
-    check_grads(jax.jit(lambda x: head.loss(labels, x)), (jnp.array([[0.3, -1.0, 2.0], [1.0, 0.1, -0.2]]),),
-                order=2, modes=("rev",))
+    check_grads(
+        jax.jit(lambda x: head.loss(labels, x)),
+        (jnp.array([[0.3, -1.0, 2.0], [1.0, 0.1, -0.2]]),),
+        order=2,
+        modes=("rev",),
+    )
 
 
 def test_vmap_over_leading_axis_equals_batched_call():
@@ -386,15 +477,20 @@ def test_vmap_over_leading_axis_equals_batched_call():
     w = rng.uniform(0, 2, size=(4, 5)).astype(np.float32)
     vmapped = jax.jit(jax.vmap(lambda lb, lg, ww: head.loss(lb, lg, {"w": ww})))(labels, logits, w)
     one = jax.jit(lambda lb, lg, ww: head.loss(lb, lg, {"w": ww}))
-    np.testing.assert_allclose(vmapped, [one(labels[i], logits[i], w[i]) for i in range(4)], rtol=1e-6)
+    np.testing.assert_allclose(
+        vmapped, [one(labels[i], logits[i], w[i]) for i in range(4)], rtol=1e-6
+    )
     sparse = SparseLabels(np.where(labels == 1, np.arange(3), -1))
-    vm_sparse = jax.jit(jax.vmap(lambda lb, lg, ww: head.loss(lb, lg, {"w": ww})))(sparse, logits, w)
+    vm_sparse = jax.jit(jax.vmap(lambda lb, lg, ww: head.loss(lb, lg, {"w": ww})))(
+        sparse, logits, w
+    )
     np.testing.assert_allclose(vm_sparse, vmapped, rtol=1e-6)
 
 
 def test_streaming_equals_one_batch():
-    head = MultiLabelHead(n_classes=3, weight_column="w", thresholds=[0.3, 0.6],
-                          classes_for_class_based_metrics=[1])
+    head = MultiLabelHead(
+        n_classes=3, weight_column="w", thresholds=[0.3, 0.6], classes_for_class_based_metrics=[1]
+    )
     rng = np.random.default_rng(4)
     logits = rng.normal(size=(8, 3)).astype(np.float32)
     labels = rng.integers(0, 2, size=(8, 3))
@@ -411,9 +507,11 @@ def test_streaming_equals_one_batch():
 
 @settings(max_examples=25, deadline=None)
 @given(
-    logits=hnp.arrays(np.float32, (3, 4), elements=st.floats(-30, 30, width=32)),
+    logits=hnp.arrays(
+        np.float32, (3, 4), elements=st.floats(-30, 30, width=32, allow_subnormal=False)
+    ),
     labels=hnp.arrays(np.int32, (3, 4), elements=st.integers(0, 1)),
-    weights=hnp.arrays(np.float32, (3,), elements=st.floats(0, 3, width=32)),
+    weights=hnp.arrays(np.float32, (3,), elements=st.floats(0, 3, width=32, allow_subnormal=False)),
     reduction=st.sampled_from(["sum", "sum_over_batch_size", "mean", "sum_by_nonzero_weights"]),
 )
 def test_property_loss_nonnegative_and_reductions_match_numpy(logits, labels, weights, reduction):
@@ -429,3 +527,27 @@ def test_property_loss_nonnegative_and_reductions_match_numpy(logits, labels, we
     }[reduction]
     expected = total / denominator if denominator else 0.0
     np.testing.assert_allclose(loss, expected, rtol=2e-5, atol=1e-5)
+
+
+_VMAP_HEAD = MultiLabelHead(n_classes=4, weight_column="w", thresholds=[0.5])
+_PER_EXAMPLE = jax.jit(
+    jax.vmap(lambda lb, lg, w: _VMAP_HEAD.unreduced_loss(lb[None], lg[None], {"w": w[None]})[0][0])
+)
+_BATCHED = jax.jit(lambda lb, lg, w: _VMAP_HEAD.unreduced_loss(lb, lg, {"w": w})[0])
+_PER_EXAMPLE_PREDICTIONS = jax.jit(jax.vmap(lambda lg: _VMAP_HEAD.predictions(lg[None])))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    logits=hnp.arrays(np.float32, (5, 4), elements=st.floats(-1e4, 1e4, width=32)),
+    labels=hnp.arrays(np.float32, (5, 4), elements=st.sampled_from([0.0, 0.25, 1.0])),
+    weights=hnp.arrays(np.float32, (5,), elements=st.floats(0, 3, width=32, allow_subnormal=False)),
+)
+def test_property_vmap_over_examples_equals_batched_call(logits, labels, weights):
+    np.testing.assert_allclose(
+        _PER_EXAMPLE(labels, logits, weights), _BATCHED(labels, logits, weights), rtol=1e-6
+    )
+    batched = _VMAP_HEAD.predictions(logits)
+    for key, value in _PER_EXAMPLE_PREDICTIONS(logits).items():
+        np.testing.assert_allclose(value[:, 0], batched[key], rtol=1e-6, err_msg=key)
+    assert np.all(np.asarray(_BATCHED(labels, logits, weights)) >= 0.0)

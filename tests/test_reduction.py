@@ -20,10 +20,24 @@ LOSS = np.array([[0.0], [41.0], [44.0]], np.float32)
 @pytest.mark.parametrize(
     "weights, expected",
     [
-        ([1.0, 0.1, 1.5], {"sum": 70.1, "sum_over_batch_size": 23.366667,
-                           "mean": 26.961538, "sum_by_nonzero_weights": 23.366667}),
-        ([1.0, 0.0, 1.5], {"sum": 66.0, "sum_over_batch_size": 22.0,
-                           "mean": 26.4, "sum_by_nonzero_weights": 33.0}),
+        (
+            [1.0, 0.1, 1.5],
+            {
+                "sum": 70.1,
+                "sum_over_batch_size": 23.366667,
+                "mean": 26.961538,
+                "sum_by_nonzero_weights": 23.366667,
+            },
+        ),
+        (
+            [1.0, 0.0, 1.5],
+            {
+                "sum": 66.0,
+                "sum_over_batch_size": 22.0,
+                "mean": 26.4,
+                "sum_by_nonzero_weights": 33.0,
+            },
+        ),
     ],
 )
 def test_reductions_match_tf_worked_example(weights, expected):
@@ -65,7 +79,10 @@ def test_zero_denominators_give_zero_not_nan():
         assert float(jh.reduce_weighted_loss(loss, w, r)) == 0.0
         g = jax.grad(lambda x, r=r: jh.reduce_weighted_loss(x, w, r))(loss)
         assert np.all(np.isfinite(g))
-    assert float(jh.reduce_weighted_loss(jnp.zeros((0, 1)), jnp.zeros((0, 1)), "sum_over_batch_size")) == 0.0
+    assert (
+        float(jh.reduce_weighted_loss(jnp.zeros((0, 1)), jnp.zeros((0, 1)), "sum_over_batch_size"))
+        == 0.0
+    )
 
 
 def test_per_example_weights_broadcast_over_last_dim():
@@ -90,17 +107,23 @@ def test_reductions_agree_with_numpy(loss, weights):
         "sum_by_nonzero_weights": weighted.sum() / nonzero if nonzero else 0.0,
     }
     for name, value in expected.items():
-        np.testing.assert_allclose(jh.reduce_weighted_loss(loss, weights, name), value, rtol=2e-5, atol=1e-4)
+        np.testing.assert_allclose(
+            jh.reduce_weighted_loss(loss, weights, name), value, rtol=2e-5, atol=1e-4
+        )
 
 
-@pytest.mark.parametrize("reduction", ["sum", "sum_over_batch_size", "mean", "sum_by_nonzero_weights"])
+@pytest.mark.parametrize(
+    "reduction", ["sum", "sum_over_batch_size", "mean", "sum_by_nonzero_weights"]
+)
 def test_shard_map_reduction_is_global(reduction):
     """Global Σw·l / global denominator, never a mean of per-shard means."""
     mesh = Mesh(np.array(jax.devices()[:8]), ("batch",))
     rng = np.random.default_rng(0)
     loss = rng.uniform(0, 5, (16, 1)).astype(np.float32)
     # Uneven weights per shard: a mean of per-shard means would differ.
-    weights = np.where(np.arange(16)[:, None] < 3, 0.0, rng.uniform(0.1, 3, (16, 1))).astype(np.float32)
+    weights = np.where(np.arange(16)[:, None] < 3, 0.0, rng.uniform(0.1, 3, (16, 1))).astype(
+        np.float32
+    )
 
     @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P("batch"), P("batch")), out_specs=P())
     def sharded(l, w):

@@ -6,10 +6,12 @@ them and for the JSON layout): TF 2.15's v2 heads run eagerly on
 deterministic pseudo-random inputs, plus TF1's canned binary head in graph
 mode (``compat="v1"``).  TensorFlow is not needed to run these tests.
 
-For every case: the loss (eagerly and under ``jax.jit``), the unweighted
-unreduced loss and weights, the predictions, the export outputs, and the
-metrics after streaming every batch of the case through one metric state
-(``init_metrics`` → ``update_metrics`` per batch → ``compute_metrics``).
+For every case: the loss, the unweighted unreduced loss and weights, the
+predictions, the export outputs, and the metrics after streaming every batch
+of the case through one metric state (``init_metrics(reg)`` → ``update_metrics``
+per batch → ``compute_metrics``), eagerly; the loss and the predictions also
+under ``jax.jit`` (every family but the v1 cases, which share the v2 binary
+inputs).
 
 Tolerances: ``rtol=1e-5, atol=1e-6`` (float32 rounding; TF and XLA order
 their sums differently), AUC / AUC-PR ``atol=1e-6``.  Documented exceptions:
@@ -265,33 +267,36 @@ def _logits_shape(logits, name=None):
 
 
 # ----------------------------------------------------------------------------- tests: loss
-def _check_loss(case, jit):
+@_cases()
+def test_loss(family, case):
     head = make_head(case)
     for i, batch in enumerate(case["batches"]):
         logits, labels, features, reg = _inputs(batch)
-
-        def loss_fn(lb, lg, ft):
-            return head.loss(lb, lg, features=ft, regularization_losses=reg)
-
-        if jit:
-            loss = jax.jit(loss_fn)(_encode(head, labels), logits, features)
-        else:
-            loss = loss_fn(labels, logits, features)
+        loss = head.loss(labels, logits, features=features, regularization_losses=reg)
         assert loss.shape == () and loss.dtype == jnp.float32
         _close(loss, batch["expected"]["loss"], f"{case['id']} batch {i}: loss")
 
 
-@_cases()
-def test_loss(family, case):
-    _check_loss(case, jit=False)
-
-
-# The v1 cases share inputs and loss code with the v2 binary cases (jitted here) and
-# differ only in the reduction, each of which is jitted in test_tf_vectors.py: they
-# are checked eagerly only, to keep the runtime small.
+# One jitted function per case for the loss and the predictions (one compile).  The
+# v1 cases share inputs and code with the v2 binary cases and differ only in the
+# reduction, each of which is jitted in test_tf_vectors.py: eager only, for runtime.
 @_cases(lambda family, case: family != "binary_v1")
-def test_loss_jit(family, case):
-    _check_loss(case, jit=True)
+def test_loss_and_predictions_jit(family, case):
+    head = make_head(case)
+
+    @jax.jit
+    def step(labels, logits, features, reg):
+        return (
+            head.loss(labels, logits, features=features, regularization_losses=reg),
+            head.predictions(logits),
+        )
+
+    for i, batch in enumerate(case["batches"]):
+        logits, labels, features, reg = _inputs(batch)
+        loss, predictions = step(_encode(head, labels), logits, features, reg)
+        assert loss.shape == () and loss.dtype == jnp.float32
+        _close(loss, batch["expected"]["loss"], f"{case['id']} batch {i}: jit loss")
+        _check_predictions(case, head, predictions, batch, logits, f"{case['id']} batch {i} jit")
 
 
 @_cases()
@@ -302,8 +307,14 @@ def test_unreduced_loss_and_weights(family, case):
         expected = batch["expected"]
         if case["head"] == "MultiHead":
             pairs = [
-                (f"{name}", sub, labels[name], logits[name], expected["unreduced_loss"][name],
-                 expected["weights"][name])
+                (
+                    f"{name}",
+                    sub,
+                    labels[name],
+                    logits[name],
+                    expected["unreduced_loss"][name],
+                    expected["weights"][name],
+                )
                 for name, sub in _sub_heads(case, head)
             ]
             if hasattr(head, "head_losses"):
@@ -325,26 +336,28 @@ def test_unreduced_loss_and_weights(family, case):
 
 
 # ----------------------------------------------------------------------------- tests: predictions
-@pytest.mark.parametrize("mode", ["eager", "jit"])
+def _check_predictions(case, head, ours, batch, logits, what):
+    expected = batch["expected"]["predictions"]
+    if case["head"] == "MultiHead":
+        assert all(isinstance(k, tuple) and len(k) == 2 for k in ours), list(ours)
+        for name, sub in _sub_heads(case, head):
+            sub_ours = {k[1]: v for k, v in ours.items() if k[0] == name}
+            _check_prediction_dict(
+                sub, sub_ours, expected[name], _logits_shape(logits, name), f"{what} [{name}]"
+            )
+        assert {k[0] for k in ours} == set(expected)
+    else:
+        _check_prediction_dict(head, ours, expected, np.shape(logits), what)
+
+
 @_cases(lambda family, case: "predictions" in case["batches"][0]["expected"])
-def test_predictions(family, case, mode):
+def test_predictions(family, case):
     head = make_head(case)
-    predict = jax.jit(head.predictions) if mode == "jit" else head.predictions
     for i, batch in enumerate(case["batches"]):
         logits, _, _, _ = _inputs(batch)
-        ours = predict(logits)
-        expected = batch["expected"]["predictions"]
-        if case["head"] == "MultiHead":
-            assert all(isinstance(k, tuple) and len(k) == 2 for k in ours), list(ours)
-            for name, sub in _sub_heads(case, head):
-                sub_ours = {k[1]: v for k, v in ours.items() if k[0] == name}
-                _check_prediction_dict(
-                    sub, sub_ours, expected[name], _logits_shape(logits, name),
-                    f"{case['id']} batch {i} [{name}]",
-                )
-            assert {k[0] for k in ours} == set(expected)
-        else:
-            _check_prediction_dict(head, ours, expected, np.shape(logits), f"{case['id']} batch {i}")
+        _check_predictions(
+            case, head, head.predictions(logits), batch, logits, f"{case['id']} batch {i}"
+        )
 
 
 def _export_head(case, head, signature):
@@ -354,6 +367,8 @@ def _export_head(case, head, signature):
     subs = dict(_sub_heads(case, head))
     if signature == "serving_default":
         return next(iter(subs.values()))
+    if signature == "predict":  # merged '<head>/<key>' outputs: checked per head
+        return None
     return subs[signature.split("/")[0]]
 
 
@@ -383,16 +398,23 @@ def test_export_outputs(family, case):
                 if case["head"] == "MultiHead" and signature == "predict":
                     for name, sub in _sub_heads(case, head):
                         prefix = f"{name}/"
-                        sub_tf = {k[len(prefix):]: v for k, v in outputs.items() if k.startswith(prefix)}
-                        sub_ours = {k[len(prefix):]: v for k, v in got.items() if k.startswith(prefix)}
+                        sub_tf = {
+                            k[len(prefix) :]: v for k, v in outputs.items() if k.startswith(prefix)
+                        }
+                        sub_ours = {
+                            k[len(prefix) :]: v for k, v in got.items() if k.startswith(prefix)
+                        }
                         _check_prediction_dict(
                             sub, sub_ours, sub_tf, _logits_shape(logits, name), f"{where} [{name}]"
                         )
                 else:
                     _check_prediction_dict(
-                        sig_head, got, outputs,
-                        _logits_shape(logits, None if case["head"] != "MultiHead"
-                                      else signature.split("/")[0]),
+                        sig_head,
+                        got,
+                        outputs,
+                        _logits_shape(
+                            logits, None if case["head"] != "MultiHead" else signature.split("/")[0]
+                        ),
                         where,
                     )
 

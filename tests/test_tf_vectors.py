@@ -25,9 +25,10 @@ How a TF vector maps onto jaxheads:
   ``head.class_names(predictions['class_ids'])`` / ``(predictions['all_class_ids'])``,
   numpy ``str`` arrays (TF: bytes).  ``class_ids`` is int32 (TF int64).
 * Loss, predictions and export outputs run eagerly and under ``jax.jit``
-  (the head is closed over).  Value checks (label ranges) can only raise where
-  the values are known, so those error vectors run eagerly; shape errors are
-  static and are checked in both modes.
+  (the head is closed over).  Shape errors are static: ``ValueError`` in both
+  modes.  Value errors (label ranges) raise ``ValueError`` where the values are
+  known (eagerly); under ``jit`` they are ``checkify`` checks, enabled with
+  ``jh.traced_value_checks()`` and thrown with the same message.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 import jaxheads as jh
 
@@ -74,32 +76,57 @@ def _loss_fn_wrong_shape(labels, logits):
 # lists every metric key, so the key sets must be equal), predictions, export,
 # unreduced_loss / weights, error, plus tolerances.
 _BASIC_METRICS = {
-    "average_loss": 20.5, "accuracy": 0.5, "precision": 1.0, "recall": 0.5,
-    "prediction/mean": 0.5, "label/mean": 1.0, "accuracy_baseline": 1.0,
-    "auc": 0.0, "auc_precision_recall": 1.0,
+    "average_loss": 20.5,
+    "accuracy": 0.5,
+    "precision": 1.0,
+    "recall": 0.5,
+    "prediction/mean": 0.5,
+    "label/mean": 1.0,
+    "accuracy_baseline": 1.0,
+    "auc": 0.0,
+    "auc_precision_recall": 1.0,
 }
 _THRESHOLD_METRICS = {
-    "average_loss": 1.62652338 / 2.0, "accuracy": 0.5, "precision": 1.0, "recall": 0.5,
-    "prediction/mean": 0.5, "label/mean": 1.0, "accuracy_baseline": 1.0, "auc": 0.0,
+    "average_loss": 1.62652338 / 2.0,
+    "accuracy": 0.5,
+    "precision": 1.0,
+    "recall": 0.5,
+    "prediction/mean": 0.5,
+    "label/mean": 1.0,
+    "accuracy_baseline": 1.0,
+    "auc": 0.0,
     "auc_precision_recall": 1.0,
-    "accuracy/positive_threshold_0.25": 1.0, "precision/positive_threshold_0.25": 1.0,
+    "accuracy/positive_threshold_0.25": 1.0,
+    "precision/positive_threshold_0.25": 1.0,
     "recall/positive_threshold_0.25": 1.0,
-    "accuracy/positive_threshold_0.5": 0.5, "precision/positive_threshold_0.5": 1.0,
+    "accuracy/positive_threshold_0.5": 0.5,
+    "precision/positive_threshold_0.5": 1.0,
     "recall/positive_threshold_0.5": 0.5,
-    "accuracy/positive_threshold_0.75": 0.0, "precision/positive_threshold_0.75": 0.0,
+    "accuracy/positive_threshold_0.75": 0.0,
+    "precision/positive_threshold_0.75": 0.0,
     "recall/positive_threshold_0.75": 0.0,
 }
 _WEIGHTED_3EX_METRICS = {
-    "average_loss": 26.9615384615, "accuracy": 0.38461538461, "precision": 1.0 / 2.5,
-    "recall": 1.0 / 1.1, "prediction/mean": 0.96153846153, "label/mean": 0.42307692307,
-    "accuracy_baseline": 1 - 0.42307692307, "auc": 0.45454565,
+    "average_loss": 26.9615384615,
+    "accuracy": 0.38461538461,
+    "precision": 1.0 / 2.5,
+    "recall": 1.0 / 1.1,
+    "prediction/mean": 0.96153846153,
+    "label/mean": 0.42307692307,
+    "accuracy_baseline": 1 - 0.42307692307,
+    "auc": 0.45454565,
 }
 _MULTI_DIM_LOGITS = [[[10], [-10]], [[12], [-12]]]
 _MULTI_DIM_LABELS = [[[0], [0]], [[1], [1]]]
 _MULTI_DIM_METRICS = {
-    "average_loss": 40.0 / 7.0, "accuracy": (1.5 + 2.0) / 7.0, "precision": 2.0 / 3.0,
-    "recall": 2.0 / 4.5, "prediction/mean": (1.0 + 2.0) / 7.0, "label/mean": (2.0 + 2.5) / 7.0,
-    "accuracy_baseline": (2.0 + 2.5) / 7.0, "auc": 0.5222,
+    "average_loss": 40.0 / 7.0,
+    "accuracy": (1.5 + 2.0) / 7.0,
+    "precision": 2.0 / 3.0,
+    "recall": 2.0 / 4.5,
+    "prediction/mean": (1.0 + 2.0) / 7.0,
+    "label/mean": (2.0 + 2.5) / 7.0,
+    "accuracy_baseline": (2.0 + 2.5) / 7.0,
+    "auc": 0.5222,
 }
 
 VECTORS = [
@@ -107,21 +134,31 @@ VECTORS = [
     dict(
         id="bin_v2_eval_basic",
         kwargs={},
-        logits=[[45.0], [-41.0]], labels=[[1], [1]], features={"x": [[42]]},
-        loss=20.5, metrics=_BASIC_METRICS, full_metrics=True,
+        logits=[[45.0], [-41.0]],
+        labels=[[1], [1]],
+        features={"x": [[42]]},
+        loss=20.5,
+        metrics=_BASIC_METRICS,
+        full_metrics=True,
         tol=(1e-6, 1e-6),
     ),
     dict(
         id="bin_v2_eval_basic_named",
         kwargs={"name": "some_binary_head"},
-        logits=[[45.0], [-41.0]], labels=[[1], [1]], features={"x": [[42]]},
+        logits=[[45.0], [-41.0]],
+        labels=[[1], [1]],
+        features={"x": [[42]]},
         # train_summaries={'loss/some_binary_head': 20.5}: the loss summary is head.loss.
         loss=20.5,
         metric_keys=[
-            "average_loss/some_binary_head", "accuracy/some_binary_head",
-            "precision/some_binary_head", "recall/some_binary_head",
-            "prediction/mean/some_binary_head", "label/mean/some_binary_head",
-            "accuracy_baseline/some_binary_head", "auc/some_binary_head",
+            "average_loss/some_binary_head",
+            "accuracy/some_binary_head",
+            "precision/some_binary_head",
+            "recall/some_binary_head",
+            "prediction/mean/some_binary_head",
+            "label/mean/some_binary_head",
+            "accuracy_baseline/some_binary_head",
+            "auc/some_binary_head",
             "auc_precision_recall/some_binary_head",
         ],
         tol=(1e-6, 1e-6),
@@ -129,37 +166,56 @@ VECTORS = [
     dict(
         id="bin_v2_sum_reduction",
         kwargs={"loss_reduction": jh.Reduction.SUM},
-        logits=[[45.0], [-41.0]], labels=[[1.0], [1.0]], features={"x": [[42.0]]},
-        loss=41.0, metrics={"average_loss": 20.5},  # metrics: observed
+        logits=[[45.0], [-41.0]],
+        labels=[[1.0], [1.0]],
+        features={"x": [[42.0]]},
+        loss=41.0,
+        metrics={"average_loss": 20.5},  # metrics: observed
         tol=(1e-6, 1e-6),
     ),
     dict(
         id="bin_v2_regularization",
-        kwargs={}, reg=[1.5, 0.5],
-        logits=[[45.0], [-41.0]], labels=[[1], [1]], features={"x": [[42]]},
+        kwargs={},
+        reg=[1.5, 0.5],
+        logits=[[45.0], [-41.0]],
+        labels=[[1], [1]],
+        features={"x": [[42]]},
         # train_summaries={'loss': 22.5, 'regularization_loss': 2.0}
-        loss=22.5, metrics={**_BASIC_METRICS, "regularization_loss": 2.0}, full_metrics=True,
+        loss=22.5,
+        metrics={**_BASIC_METRICS, "regularization_loss": 2.0},
+        full_metrics=True,
         tol=(1e-6, 1e-6),
     ),
     dict(
         id="bin_v2_thresholds",
         kwargs={"thresholds": [0.25, 0.5, 0.75]},
-        logits=[[-1.0], [1.0]], labels=[[1], [1]], features={"x": [[42]]},
-        loss=1.62652338 / 2.0, loss_tol=(1e-6, 1e-6),  # loss: default assertAllClose tol
-        metrics=_THRESHOLD_METRICS, full_metrics=True,
+        logits=[[-1.0], [1.0]],
+        labels=[[1], [1]],
+        features={"x": [[42]]},
+        loss=1.62652338 / 2.0,
+        loss_tol=(1e-6, 1e-6),  # loss: default assertAllClose tol
+        metrics=_THRESHOLD_METRICS,
+        full_metrics=True,
         tol=(1e-2, 1e-2),  # metrics tol = 1e-2
     ),
     dict(
         id="bin_v2_float_labels",
         kwargs={},
-        logits=[[0.5], [-0.3]], labels=[[0.8], [0.4]], features={"x": [[42.0]]},
+        logits=[[0.5], [-0.3]],
+        labels=[[0.8], [0.4]],
+        features={"x": [[42.0]]},
         # CE = [0.57407698418, 0.67435524446]
-        loss=0.6242161, loss_tol=(0.0, 1e-5),  # assertAlmostEqual(delta=1e-5)
+        loss=0.6242161,
+        loss_tol=(0.0, 1e-5),  # assertAlmostEqual(delta=1e-5)
         metrics={
             "average_loss": 0.6242161,  # places=7, checked separately (average_loss_places)
             # observed, not asserted upstream (default tol):
-            "accuracy": 0.0, "label/mean": 0.6, "accuracy_baseline": 0.6,
-            "prediction/mean": 0.5240084, "precision": 1.0, "recall": 0.5,
+            "accuracy": 0.0,
+            "label/mean": 0.6,
+            "accuracy_baseline": 0.6,
+            "prediction/mean": 0.5240084,
+            "precision": 1.0,
+            "recall": 0.5,
         },
         average_loss_places=7,
         tol=(1e-6, 1e-6),
@@ -167,8 +223,11 @@ VECTORS = [
     dict(
         id="bin_v2_float_label_out_of_range",
         kwargs={},
-        logits=[[0.5], [-0.3]], labels=[[1.2], [0.4]], features={"x": [[42.0]]},
-        error=(ValueError, r"Labels must be <= 2 - 1"), value_error=True,
+        logits=[[0.5], [-0.3]],
+        labels=[[1.2], [0.4]],
+        features={"x": [[42.0]]},
+        error=(ValueError, r"Labels must be <= 2 - 1"),
+        value_error=True,
     ),
     dict(
         id="bin_v2_weighted_3ex",
@@ -185,7 +244,8 @@ VECTORS = [
     dict(
         id="bin_v2_rank1_labels_weights",
         kwargs={"weight_column": "label_weights"},
-        logits=[[45.0], [-41.0], [44.0]], labels=[1.0, 1.0, 0.0],
+        logits=[[45.0], [-41.0], [44.0]],
+        labels=[1.0, 1.0, 0.0],
         features={"x": [[42.0], [43.0], [44.0]], "label_weights": [1.0, 0.1, 1.5]},
         loss=23.366666667,  # train_summaries={'loss': 23.366666667}
         tol=(1e-6, 1e-6),
@@ -193,37 +253,47 @@ VECTORS = [
     dict(
         id="bin_v2_multi_dim",
         kwargs={"weight_column": "weights"},
-        logits=np.array(_MULTI_DIM_LOGITS, np.int32), labels=_MULTI_DIM_LABELS,
+        logits=np.array(_MULTI_DIM_LOGITS, np.int32),
+        labels=_MULTI_DIM_LABELS,
         features={"weights": [[1.0, 1.5], [2.0, 2.5]]},
         # CE = [[10, 0], [0, 12]]; weighted sum = 40
         loss=10.0,  # 40 / (2*2); observed 10.000035
-        metrics={**_MULTI_DIM_METRICS, "auc_precision_recall": 0.6582}, full_metrics=True,
+        metrics={**_MULTI_DIM_METRICS, "auc_precision_recall": 0.6582},
+        full_metrics=True,
         tol=(1e-2, 1e-2),
     ),
     dict(
         id="bin_v2_weights_wrong_inner_dim",
         kwargs={"weight_column": "weights"},
-        logits=_MULTI_DIM_LOGITS, labels=_MULTI_DIM_LABELS, features={"weights": [[1.0], [2.0]]},
+        logits=_MULTI_DIM_LOGITS,
+        labels=_MULTI_DIM_LABELS,
+        features={"weights": [[1.0], [2.0]]},
         error=(ValueError, "weights shape"),
     ),
     dict(
         id="bin_v2_weights_wrong_outer_dim",
         kwargs={"weight_column": "weights"},
-        logits=_MULTI_DIM_LOGITS, labels=_MULTI_DIM_LABELS,
+        logits=_MULTI_DIM_LOGITS,
+        labels=_MULTI_DIM_LABELS,
         features={"weights": [[[1.0, 1.1], [1.5, 1.6]], [[2.0, 2.1], [2.5, 2.6]]]},
         error=(ValueError, "weights shape"),
     ),
     dict(
         id="bin_v2_vocab",
         kwargs={"label_vocabulary": ["aang", "iroh"]},
-        logits=[[45.0], [-41.0]], labels=np.array([[b"iroh"], [b"iroh"]]), features={"x": [[42]]},
-        loss=20.5, metrics={"accuracy": 0.5},
+        logits=[[45.0], [-41.0]],
+        labels=np.array([[b"iroh"], [b"iroh"]]),
+        features={"x": [[42]]},
+        loss=20.5,
+        metrics={"accuracy": 0.5},
         tol=(1e-2, 1e-2),
     ),
     dict(
         id="bin_v2_custom_loss_fn",
         kwargs={"loss_fn": _loss_fn_1_2},
-        logits=[[-10.0], [10.0]], labels=[[1], [0]], features={"x": [[42]]},
+        logits=[[-10.0], [10.0]],
+        labels=[[1], [0]],
+        features={"x": [[42]]},
         loss=1.5,  # np.sum([[1.], [2.]]) / 2
         loss_fn_sees=dict(labels=[[1.0], [0.0]], logits=[[-10.0], [10.0]]),
         tol=(1e-6, 1e-6),
@@ -231,7 +301,9 @@ VECTORS = [
     dict(
         id="bin_v2_loss_fn_wrong_shape",
         kwargs={"loss_fn": _loss_fn_wrong_shape},
-        logits=[[-10.0], [10.0]], labels=[[1], [0]], features={"x": [[42]]},
+        logits=[[-10.0], [10.0]],
+        labels=[[1], [0]],
+        features={"x": [[42]]},
         error=(ValueError, "loss_shape"),
     ),
     dict(
@@ -277,73 +349,109 @@ VECTORS = [
         },
         tol=(1e-6, 1e-6),
     ),
-    # ------------------------------------------------------------------ BINARY (v1 canned SUM / contrib)
+    # ------------------------------------------------ BINARY (v1 canned SUM / contrib)
     dict(
         id="bin_v1_eval_sum",
         kwargs={"compat": "v1", "loss_reduction": jh.Reduction.SUM},
-        logits=[[45.0], [-41.0]], labels=[[1], [1]], features={"x": [[42]]},
+        logits=[[45.0], [-41.0]],
+        labels=[[1], [1]],
+        features={"x": [[42]]},
         loss=41.0,
         # auc_precision_recall: observed 0.9999995 in v1 (eps smoothing), within tol of 1.
-        metrics=_BASIC_METRICS, full_metrics=True,
+        metrics=_BASIC_METRICS,
+        full_metrics=True,
         tol=(1e-6, 1e-6),
     ),
     dict(
         id="bin_v1_train_summaries",
         kwargs={"compat": "v1", "loss_reduction": jh.Reduction.SUM},
-        logits=[[45.0], [-41.0]], labels=[[1.0], [1.0]], features={"x": [[42.0]]},
+        logits=[[45.0], [-41.0]],
+        labels=[[1.0], [1.0]],
+        features={"x": [[42.0]]},
         # train_summaries={'loss': 41., 'average_loss': 20.5}; the named head's
         # summaries ('loss/some_binary_head', ...) carry the same numbers.
-        loss=41.0, v1_average_loss_summary=20.5, also_named="some_binary_head",
+        loss=41.0,
+        v1_average_loss_summary=20.5,
+        also_named="some_binary_head",
         tol=(1e-6, 1e-6),
     ),
     dict(
         id="bin_v1_sum_by_nonzero_weights",
         kwargs={"compat": "v1", "loss_reduction": V1_REDUCTION["weighted_sum_by_nonzero_weights"]},
-        logits=[[45.0], [-41.0]], labels=[[1.0], [1.0]], features={"x": [[42.0]]},
-        loss=41.0 / 2.0, unreduced_loss=[[0.0], [41.0]], weights=1.0,
+        logits=[[45.0], [-41.0]],
+        labels=[[1.0], [1.0]],
+        features={"x": [[42.0]]},
+        loss=41.0 / 2.0,
+        unreduced_loss=[[0.0], [41.0]],
+        weights=1.0,
         tol=(1e-6, 1e-6),
     ),
     dict(
         id="bin_v1_weighted_3ex",
-        kwargs={"compat": "v1", "loss_reduction": jh.Reduction.SUM, "weight_column": "label_weights"},
-        logits=np.array([[45], [-41], [44]], np.int32), labels=[[1], [1], [0]],
+        kwargs={
+            "compat": "v1",
+            "loss_reduction": jh.Reduction.SUM,
+            "weight_column": "label_weights",
+        },
+        logits=np.array([[45], [-41], [44]], np.int32),
+        labels=[[1], [1], [0]],
         features={"x": [[42], [43], [44]], "label_weights": [[1.0], [0.1], [1.5]]},
         loss=70.1,
-        metrics={**_WEIGHTED_3EX_METRICS, "auc_precision_recall": 0.6737757325172424},  # v1 trapezoid
+        metrics={
+            **_WEIGHTED_3EX_METRICS,
+            "auc_precision_recall": 0.6737757325172424,
+        },  # v1 trapezoid
         full_metrics=True,
         tol=(1e-6, 1e-6),
     ),
     dict(
         id="bin_v1_multi_dim",
         kwargs={"compat": "v1", "loss_reduction": jh.Reduction.SUM, "weight_column": "weights"},
-        logits=np.array(_MULTI_DIM_LOGITS, np.int32), labels=_MULTI_DIM_LABELS,
+        logits=np.array(_MULTI_DIM_LOGITS, np.int32),
+        labels=_MULTI_DIM_LABELS,
         features={"weights": [[1.0, 1.5], [2.0, 2.5]]},
         loss=40.0,
         unreduced_loss=[[[10.0], [0.0]], [[0.0], [12.0]]],
         weights=[[[1.0], [1.5]], [[2.0], [2.5]]],
         metrics={
-            "average_loss": 40.0 / 7.0, "accuracy": 3.5 / 7.0, "precision": 2.0 / 3.0,
-            "recall": 2.0 / 4.5, "prediction/mean": 3.0 / 7.0, "label/mean": 4.5 / 7.0,
-            "accuracy_baseline": 4.5 / 7.0, "auc": 0.5222, "auc_precision_recall": 0.7341,
+            "average_loss": 40.0 / 7.0,
+            "accuracy": 3.5 / 7.0,
+            "precision": 2.0 / 3.0,
+            "recall": 2.0 / 4.5,
+            "prediction/mean": 3.0 / 7.0,
+            "label/mean": 4.5 / 7.0,
+            "accuracy_baseline": 4.5 / 7.0,
+            "auc": 0.5222,
+            "auc_precision_recall": 0.7341,
         },
         full_metrics=True,
         tol=(1e-2, 1e-2),
     ),
     dict(
         id="bin_v1_thresholds",
-        kwargs={"compat": "v1", "loss_reduction": jh.Reduction.SUM, "thresholds": [0.25, 0.5, 0.75]},
-        logits=[[-1.0], [1.0]], labels=[[1], [1]], features={"x": [[42]]},
+        kwargs={
+            "compat": "v1",
+            "loss_reduction": jh.Reduction.SUM,
+            "thresholds": [0.25, 0.5, 0.75],
+        },
+        logits=[[-1.0], [1.0]],
+        labels=[[1], [1]],
+        features={"x": [[42]]},
         loss=1.62652338,
-        metrics=_THRESHOLD_METRICS, full_metrics=True,  # 'same dict as bin_v2_thresholds'
+        metrics=_THRESHOLD_METRICS,
+        full_metrics=True,  # 'same dict as bin_v2_thresholds'
         tol=(1e-2, 1e-2),
     ),
     dict(
         id="contrib_bin_regularization",
         kwargs={"compat": "v1", "loss_reduction": V1_REDUCTION["weighted_sum_over_batch_size"]},
         reg=[1.5, 0.5],
-        logits=[[45.0], [-41.0]], labels=[[1.0], [1.0]], features={"x": [[42.0]]},
+        logits=[[45.0], [-41.0]],
+        labels=[[1.0], [1.0]],
+        features={"x": [[42.0]]},
         # train_summaries={'loss': 22.5, 'regularization_loss': 2.}
-        loss=22.5, metrics={"regularization_loss": 2.0},
+        loss=22.5,
+        metrics={"regularization_loss": 2.0},
         tol=(1e-6, 1e-6),
     ),
     # ------------------------------------------------------------------ LOGISTIC REGRESSION
@@ -351,10 +459,12 @@ VECTORS = [
         id="logreg_train",
         head="LogisticRegressionHead",
         kwargs={},
-        logits=np.array([[0], [-1], [1]], np.int32), labels=[[0.4], [0.6], [0.8]],
+        logits=np.array([[0], [-1], [1]], np.int32),
+        labels=[[0.4], [0.6], [0.8]],
         features={"x": [[42.0]]},
         # CE = [0.6931, 0.9133, 0.5133]
-        loss=0.7066, loss_tol=(0.0, 0.001),  # assertAlmostEqual(delta=0.001); observed 0.70655680
+        loss=0.7066,
+        loss_tol=(0.0, 0.001),  # assertAlmostEqual(delta=0.001); observed 0.70655680
         metrics={"average_loss": 0.7065568, "prediction/mean": 0.5, "label/mean": 0.6},  # observed
         full_metrics=True,
         tol=(1e-6, 1e-6),
@@ -363,17 +473,21 @@ VECTORS = [
         id="logreg_labels_out_of_range-too_large",
         head="LogisticRegressionHead",
         kwargs={},
-        logits=np.array([[0], [-1], [1]], np.int32), labels=[[0.4], [1.2], [0.8]],
+        logits=np.array([[0], [-1], [1]], np.int32),
+        labels=[[0.4], [1.2], [0.8]],
         features={"x": [[42.0]]},
-        error=(ValueError, r"Labels must be in range \[0, 1\]"), value_error=True,
+        error=(ValueError, r"Labels must be in range \[0, 1\]"),
+        value_error=True,
     ),
     dict(
         id="logreg_labels_out_of_range-negative",
         head="LogisticRegressionHead",
         kwargs={},
-        logits=np.array([[0], [-1], [1]], np.int32), labels=[[0.4], [-0.2], [0.8]],
+        logits=np.array([[0], [-1], [1]], np.int32),
+        labels=[[0.4], [-0.2], [0.8]],
         features={"x": [[42.0]]},
-        error=(ValueError, r"Labels must be in range \[0, 1\]"), value_error=True,
+        error=(ValueError, r"Labels must be in range \[0, 1\]"),
+        value_error=True,
     ),
     dict(
         id="logreg_predict",
@@ -381,7 +495,10 @@ VECTORS = [
         kwargs={},
         logits=np.array([[0], [-1], [1]], np.int32),
         prediction_keys={"predictions", "logits"},
-        predictions={"predictions": [[0.5], [0.26894143], [0.7310586]], "logits": [[0.0], [-1.0], [1.0]]},
+        predictions={
+            "predictions": [[0.5], [0.26894143], [0.7310586]],
+            "logits": [[0.0], [-1.0], [1.0]],
+        },
         export_keys=["serving_default", "regression", "predict"],
         tol=(1e-6, 1e-6),
     ),
@@ -395,7 +512,11 @@ VALIDATION_CASES = [
         dict(loss_reduction="invalid_loss_reduction"),
         r"Invalid loss_reduction: invalid_loss_reduction",
     ),
-    ("loss_reduction_none", dict(loss_reduction=jh.Reduction.NONE), r"Invalid loss_reduction: none"),
+    (
+        "loss_reduction_none",
+        dict(loss_reduction=jh.Reduction.NONE),
+        r"Invalid loss_reduction: none",
+    ),
     (
         "label_vocabulary_dict",
         dict(label_vocabulary={"a": 1}),
@@ -456,8 +577,11 @@ def _reg(vec):
 def _close(actual, expected, tol, what):
     rtol, atol = tol
     np.testing.assert_allclose(
-        np.asarray(actual, np.float64), np.asarray(expected, np.float64),
-        rtol=rtol, atol=atol, err_msg=what,
+        np.asarray(actual, np.float64),
+        np.asarray(expected, np.float64),
+        rtol=rtol,
+        atol=atol,
+        err_msg=what,
     )
 
 
@@ -493,13 +617,15 @@ def test_loss(vec, mode):
     loss = _call(
         mode,
         lambda lb, lg, ft: head.loss(lb, lg, features=ft, regularization_losses=reg),
-        labels, logits, features,
+        labels,
+        logits,
+        features,
     )
     assert loss.shape == () and loss.dtype == jnp.float32
     _close(loss, vec["loss"], vec.get("loss_tol", vec["tol"]), f"{vec['id']}: loss")
     if "loss_fn_sees" in vec:
         # TF's loss_fn asserts it gets the processed (float32 [.., 1]) labels and the logits.
-        (seen_labels, seen_logits), = _SEEN_BY_LOSS_FN
+        ((seen_labels, seen_logits),) = _SEEN_BY_LOSS_FN
         assert seen_labels.dtype == jnp.float32 and seen_logits.dtype == jnp.float32
         assert seen_labels.shape == (2, 1) and seen_logits.shape == (2, 1)
         if mode == "eager":
@@ -516,13 +642,16 @@ def test_loss_named_head_same_numbers(vec):
     _, weights = head.unreduced_loss(labels, logits, features)
     _close(
         head.loss(labels, logits, features) / np.sum(weights),
-        vec["v1_average_loss_summary"], vec["tol"], "named v1 average_loss summary",
+        vec["v1_average_loss_summary"],
+        vec["tol"],
+        "named v1 average_loss summary",
     )
 
 
 @_select("v1_average_loss_summary")
 def test_v1_average_loss_summary(vec):
-    # v1 TRAIN writes average_loss = training_loss / Σ(weights · ones_like(unreduced_loss)) under SUM.
+    # v1 TRAIN writes average_loss = training_loss / Σ(weights · ones_like(unreduced_loss))
+    # under SUM.
     head = _head(vec)
     logits, labels, features = _inputs(vec)
     loss = head.loss(labels, logits, features)
@@ -536,15 +665,21 @@ def test_v1_average_loss_summary(vec):
 def test_unreduced_loss(vec, mode):
     head = _head(vec)
     logits, labels, features = _inputs(vec)
-    loss, weights = _call(mode, lambda lb, lg, ft: head.unreduced_loss(lb, lg, ft), labels, logits, features)
+    loss, weights = _call(
+        mode, lambda lb, lg, ft: head.unreduced_loss(lb, lg, ft), labels, logits, features
+    )
     expected = np.asarray(vec["unreduced_loss"], np.float32)
     assert loss.shape == expected.shape and loss.dtype == jnp.float32
     assert weights.dtype == jnp.float32
     # TF returns the Python float 1.0 without a weight column; ours are ones [..., 1].
     assert weights.shape == expected.shape[:-1] + (1,)
     _close(loss, expected, vec["tol"], "unreduced_loss (unweighted)")
-    _close(weights, np.broadcast_to(np.asarray(vec["weights"], np.float32), weights.shape),
-           vec["tol"], "weights")
+    _close(
+        weights,
+        np.broadcast_to(np.asarray(vec["weights"], np.float32), weights.shape),
+        vec["tol"],
+        "weights",
+    )
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -634,7 +769,8 @@ def test_export_outputs(vec, mode):
 @_select("error")
 def test_errors(vec, mode):
     if mode == "jit" and vec.get("value_error"):
-        pytest.skip("a value check raises only where the values are known (eager / host)")
+        _check_traced_value_error(vec)
+        return
     head = _head(vec)
     logits, labels, features = _inputs(vec)
     error, pattern = vec["error"]
@@ -645,8 +781,23 @@ def test_errors(vec, mode):
         _call(
             mode,
             lambda lb, lg, ft: head.update_metrics(head.init_metrics(), ft, lg, lb),
-            labels, logits, features,
+            labels,
+            logits,
+            features,
         )
+
+
+def _check_traced_value_error(vec):
+    """Under jit the values are abstract: the check is a checkify check, thrown at run time."""
+    head = _head(vec)
+    logits, labels, features = _inputs(vec)
+    _, pattern = vec["error"]
+    with jh.traced_value_checks():
+        err, _ = jax.jit(checkify.checkify(lambda lb, lg, ft: head.loss(lb, lg, features=ft)))(
+            labels, logits, features
+        )
+    with pytest.raises(checkify.JaxRuntimeError, match=pattern):
+        err.throw()
 
 
 @pytest.mark.parametrize(
@@ -661,7 +812,17 @@ def test_binary_class_head_validation(kwargs, pattern):
 
 def test_every_vector_is_checked():
     """Each vector of the table is exercised by at least one test above."""
-    checked = ("loss", "metrics", "metric_keys", "predictions", "export_keys", "error", "unreduced_loss")
+    checked = (
+        "loss",
+        "metrics",
+        "metric_keys",
+        "predictions",
+        "export_keys",
+        "error",
+        "unreduced_loss",
+    )
     for vec in VECTORS:
         assert any(k in vec for k in checked), vec["id"]
-        assert re.fullmatch(r"(bin_v[12]|contrib_bin|logreg)_[a-z0-9_]+(-[a-z_]+)?", vec["id"]), vec["id"]
+        assert re.fullmatch(r"(bin_v[12]|contrib_bin|logreg)_[a-z0-9_]+(-[a-z_]+)?", vec["id"]), (
+            vec["id"]
+        )

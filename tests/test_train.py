@@ -72,6 +72,12 @@ def _close(a, b, rtol=RTOL, atol=ATOL):
     )
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _metrics_of(head, features, logits, labels):
+    """The head's metric values on one batch (jitted: eager metric updates are slow)."""
+    return head.compute_metrics(head.update_metrics(head.init_metrics(), features, logits, labels))
+
+
 def _values(state):
     """Metric state leaves as float64 values (an exact sum's hi + lo words)."""
 
@@ -108,6 +114,7 @@ def case(request):
     return head, state, features, labels, reference
 
 
+@pytest.mark.parametrize("case", ["binary_mean", "logistic_sum"], indirect=True)
 def test_train_step_is_gradient_descent_on_head_loss(case):
     head, state, features, labels, (new_state, out) = case
     model = MLP(head)
@@ -120,22 +127,33 @@ def test_train_step_is_gradient_descent_on_head_loss(case):
     _close(new_state.params, jax.tree.map(jnp.subtract, state.params, grads))
     assert int(new_state.step) == 1
     logits = model.apply({"params": state.params}, features["x"])
-    expected = head.update_metrics(head.init_metrics(), features, logits, labels)
-    _close(head.compute_metrics(out.metrics), head.compute_metrics(expected))
+    _close(head.compute_metrics(out.metrics), _metrics_of(head, features, logits, labels))
+
+
+OPTIONS = {
+    "micro4": {"micro_batches": 4},
+    "jit8": {"strategy": "jit"},
+    "shard_map8": {"strategy": "shard_map"},
+    "shard_map8_micro2": {"strategy": "shard_map", "micro_batches": 2},
+}
+# Every path for one head; the paths whose arithmetic depends on the reduction
+# (sums and denominators accumulated by hand) for the other reductions.
+SHARDED_CASES = {
+    "binary_mean": list(OPTIONS),
+    "binary_nonzero": ["micro4", "shard_map8"],
+    "logistic_sobs": ["shard_map8_micro2"],
+    "logistic_sum": ["micro4", "shard_map8_micro2"],
+}
 
 
 @pytest.mark.parametrize(
-    "options",
-    [
-        {"micro_batches": 4},
-        {"strategy": "jit"},
-        {"strategy": "shard_map"},
-        {"strategy": "shard_map", "micro_batches": 2},
-    ],
-    ids=["micro4", "jit8", "shard_map8", "shard_map8_micro2"],
+    ("case", "option"),
+    [(h, o) for h, opts in SHARDED_CASES.items() for o in opts],
+    indirect=["case"],
 )
-def test_sharded_and_micro_batched_steps_equal_one_device(case, mesh, options):
+def test_sharded_and_micro_batched_steps_equal_one_device(case, mesh, option):
     head, state, features, labels, (ref_state, ref_out) = case
+    options = OPTIONS[option]
     if "strategy" in options:
         options = dict(options, mesh=mesh)
         state = train.replicate(state, mesh)
@@ -193,10 +211,10 @@ def test_loss_terms_eager_jit_vmap_grad(reduction):
         sl = slice(16 * i, 16 * i + 16)
         expected = terms(labels[sl], logits[sl], features["w"][sl])
         np.testing.assert_allclose(batched[i], expected, rtol=1e-6)
-    jax.test_util.check_grads(loss, (logits,), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+    if reduction == "mean":
+        jax.test_util.check_grads(loss, (logits,), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
 
 
-@jax.numpy_dtype_promotion("standard")  # optax.adam mixes python floats and int32 counts
 def test_regularization_dropout_and_explicit_tx():
     head = jh.BinaryClassHead()
     features, labels = _batch(head)
@@ -204,7 +222,7 @@ def test_regularization_dropout_and_explicit_tx():
     model = MLP(head, dropout=0.5)
     params = model.init(jax.random.key(0), x[:1])["params"]
     donated = jax.tree.map(jnp.copy, params)
-    tx = optax.adam(1e-2)
+    tx = optax.sgd(1e-2, momentum=0.9)  # (optax.adam is not strict-dtype-promotion clean)
     state = TrainState.create(apply_fn=model.apply, params=donated, tx=tx)
 
     def l2(p):
@@ -223,8 +241,9 @@ def test_regularization_dropout_and_explicit_tx():
         return head.loss(labels, logits, regularization_losses=l2(p))
 
     fresh = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-    expected = fresh.apply_gradients(grads=jax.grad(objective)(fresh.params))
-    np.testing.assert_allclose(out.loss, objective(params), rtol=1e-6)
+    loss, grads = jax.jit(jax.value_and_grad(objective))(fresh.params)
+    expected = fresh.apply_gradients(grads=grads)
+    np.testing.assert_allclose(out.loss, loss, rtol=1e-6)
     _close(new_state.params, expected.params, rtol=1e-5, atol=1e-7)
     metrics = head.compute_metrics(out.metrics)
     np.testing.assert_allclose(metrics["regularization_loss"], l2(params)[0], rtol=1e-6)
@@ -254,10 +273,10 @@ def test_micro_batches_with_dropout_and_regularization_on_shard_map(mesh):
         mesh=mesh,
         strategy="shard_map",
         apply_kwargs={"train": True},
+        with_metrics=False,
     )
     new_state, out = step(state, features, labels, jax.random.key(0))
     assert np.isfinite(float(out.loss))
-    assert "regularization_loss" in head.compute_metrics(out.metrics)
     # Without dropout randomness (no rng -> deterministic=False needs one), compare with one device.
     step_det = train.make_train_step(
         None,
@@ -292,7 +311,7 @@ def test_multisteps_accumulation_composes():
     assert not np.allclose(state.params["Dense_0"]["kernel"], params["Dense_0"]["kernel"])
 
 
-@pytest.mark.parametrize("strategy", [None, "jit", "shard_map"])
+@pytest.mark.parametrize("strategy", [None, "shard_map"])
 def test_eval_step_folds_batches(mesh, strategy):
     head = HEADS["binary_mean"]
     features, labels = _batch(head)
@@ -349,7 +368,7 @@ def test_argument_errors(mesh):
         step(state, features, labels)
     with pytest.raises(ValueError, match="apply_fn"):
         train.make_eval_step(None, head)({"w": jnp.ones(1)}, features["x"], labels)
-    with pytest.raises(ValueError, match="unreduced_loss"):
+    with pytest.raises(ValueError, match="one weighted reduction"):
         train.loss_terms(object(), labels, labels)
 
 
@@ -364,8 +383,8 @@ def _nnx(head, mesh=None, lr=1.0):
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"micro_batches": 4, "donate": True}, {"strategy": "jit"}, {"strategy": "shard_map"}],
-    ids=["plain", "micro4_donate", "jit8", "shard_map8"],
+    [{"micro_batches": 4, "donate": True}, {"strategy": "jit"}, {"strategy": "shard_map"}],
+    ids=["micro4_donate", "jit8", "shard_map8"],
 )
 def test_nnx_train_step_matches_linen(mesh, options):
     head = HEADS["binary_mean"]
@@ -386,8 +405,8 @@ def test_nnx_train_step_matches_linen(mesh, options):
     after = jax.device_get(nnx.state(model, nnx.Param))
     _close(after, jax.tree.map(jnp.subtract, before, grads))
     assert int(optimizer.step[...]) == 1
-    expected = head.update_metrics(head.init_metrics(), features, reference(features["x"]), labels)
-    _close(head.compute_metrics(out.metrics), head.compute_metrics(expected))
+    expected = _metrics_of(head, features, reference(features["x"]), labels)
+    _close(head.compute_metrics(out.metrics), expected)
 
 
 @pytest.mark.parametrize("strategy", [None, "shard_map"])
@@ -400,8 +419,7 @@ def test_nnx_eval_step(mesh, strategy):
     out = evaluate(model, features, labels)
     out = evaluate(model, features, labels, out.metrics)  # the same batch twice
     logits = model(features["x"])
-    expected = head.update_metrics(head.init_metrics(), features, logits, labels)
-    _close(head.compute_metrics(out.metrics), head.compute_metrics(expected))
+    _close(head.compute_metrics(out.metrics), _metrics_of(head, features, logits, labels))
     _close(out.loss, head.loss(labels, logits, features))
 
 
@@ -410,10 +428,64 @@ def test_unjitted_step_is_pure():
     features, labels = _batch(head)
     _, state = _state(head)
     step = train.make_train_step(None, head, jit=False, with_metrics=False)
-    s1, o1 = step(state, features["x"], labels)
-    s2, o2 = step(state, features["x"], labels)
-    _close(o1.loss, o2.loss, rtol=0, atol=0)
-    _close(s1.params, s2.params, rtol=0, atol=0)
-    jitted = jax.jit(train.make_train_step(None, head, jit=False, with_metrics=False))
-    s3, o3 = jitted(state, features["x"], labels)
-    _close(o3.loss, o1.loss)
+    s1, o1 = step(state, features["x"], labels)  # eagerly
+    s2, o2 = jax.jit(step)(state, features["x"], labels)
+    _close(o2.loss, o1.loss)
+    _close(s2.params, s1.params)
+    _close(state.params, _state(head)[1].params, rtol=0, atol=0)  # the input is untouched
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"micro_batches": 4},
+        {"strategy": "shard_map", "micro_batches": 2},
+    ],
+    ids=["micro4", "shard_map8_micro2"],
+)
+def test_multi_head_sharded_and_micro_batched(mesh, options):
+    """A MultiHead (a weighted sum of two reductions) through the generic paths."""
+    from jaxheads.heads.multi_head import MultiHead
+
+    head = MultiHead(
+        [
+            jh.BinaryClassHead(name="a", weight_column="w", loss_reduction="mean"),
+            jh.LogisticRegressionHead(name="b", loss_reduction="mean"),
+        ],
+        head_weights=[1.0, 0.5],
+    )
+    features, labels = _batch(HEADS["binary_mean"])
+    labels = {"a": labels, "b": np.linspace(0.0, 1.0, B, dtype=np.float32).reshape(B, 1)}
+    _, state = _state(head)
+    if "strategy" in options:
+        options = dict(options, mesh=mesh)
+    ref_state, ref = train.make_train_step(None, head, inputs_key="x")(state, features, labels)
+    new_state, out = train.make_train_step(None, head, inputs_key="x", **options)(
+        train.replicate(state, mesh) if "mesh" in options else state, features, labels
+    )
+    _close(out.loss, ref.loss)
+    _close(new_state.params, ref_state.params)
+    _close(head.compute_metrics(out.metrics), head.compute_metrics(ref.metrics))
+
+
+def test_bfloat16_model_float32_loss():
+    head = jh.BinaryClassHead()
+    features, labels = _batch(head)
+
+    class Bf16(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.relu(nn.Dense(8, dtype=jnp.bfloat16)(x))
+            return LinenHead(head, dtype=jnp.bfloat16)(x)
+
+    model = Bf16()
+    params = model.init(jax.random.key(0), features["x"][:1])["params"]
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(0.1))
+    new_state, out = train.make_train_step(None, head, micro_batches=2)(
+        state, features["x"], labels
+    )
+    assert out.loss.dtype == jnp.float32
+    assert new_state.params["Dense_0"]["kernel"].dtype == jnp.float32
+    logits = model.apply({"params": params}, features["x"])
+    assert logits.dtype == jnp.bfloat16
+    np.testing.assert_allclose(out.loss, head.loss(labels, logits), rtol=1e-6)

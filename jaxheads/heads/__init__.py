@@ -2,6 +2,9 @@
 
 from jaxheads.heads.base import Head, HeadSpec
 from jaxheads.heads.binary import BinaryClassHead, binary_classification_head
+from jaxheads.heads.multi_class import MultiClassHead, multi_class_head
+from jaxheads.heads.multi_head import MultiHead, multi_head
+from jaxheads.heads.multi_label import MultiLabelHead, SparseLabels, multi_label_head
 from jaxheads.heads.regression import (
     LogisticRegressionHead,
     PoissonRegressionHead,
@@ -10,6 +13,7 @@ from jaxheads.heads.regression import (
     poisson_regression_head,
     regression_head,
 )
+from jaxheads.heads.sequence import SequentialHeadWrapper
 
 __all__ = [
     "Head",
@@ -22,4 +26,12 @@ __all__ = [
     "regression_head",
     "PoissonRegressionHead",
     "poisson_regression_head",
+    "MultiClassHead",
+    "multi_class_head",
+    "MultiLabelHead",
+    "multi_label_head",
+    "SparseLabels",
+    "MultiHead",
+    "multi_head",
+    "SequentialHeadWrapper",
 ]

@@ -31,13 +31,6 @@ def _one_hot_mistake_message(n_classes: int, shape: tuple[int, ...]) -> str:
     )
 
 
-def _softmax_cross_entropy(labels: jax.Array, logits: jax.Array) -> jax.Array:
-    """``−Σ_c y_c·log_softmax(x)_c`` over the last axis, kept as ``[…, 1]``; a zero target wins over −inf."""
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    terms = jnp.where(labels == 0, jnp.zeros_like(log_probs), labels * log_probs)
-    return -jnp.sum(terms, axis=-1, keepdims=True)
-
-
 @dataclasses.dataclass(frozen=True)
 class MultiClassHead(Head):
     """Multi-class classification with softmax cross-entropy (TF's ``MultiClassHead``).
@@ -51,7 +44,7 @@ class MultiClassHead(Head):
     float targets such as soft or smoothed labels, loss
     ``−Σ_c y_c·log softmax(x)_c``, accuracy against ``argmax(labels)``).
 
-    Loss: ``sparse_softmax_cross_entropy`` (``logsumexp(x) − x[label]``),
+    Loss: ``sparse_softmax_cross_entropy`` (``−log_softmax(x)[label]``),
     ``[D0, …, DN, 1]``, then weighted and reduced. Metrics: ``average_loss``,
     ``accuracy`` (``+ regularization_loss`` when given).
 
@@ -110,9 +103,7 @@ class MultiClassHead(Head):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise ValueError(f"n_classes must be an int > 2, got {n!r}.")
         if n <= 2:
-            raise ValueError(
-                f"n_classes must be > 2: {n}. (For two classes use BinaryClassHead.)"
-            )
+            raise ValueError(f"n_classes must be > 2: {n}. (For two classes use BinaryClassHead.)")
         object.__setattr__(self, "n_classes", int(n))
         if self.one_hot_labels and self.label_vocabulary is not None:
             raise ValueError(
@@ -196,11 +187,13 @@ class MultiClassHead(Head):
 
     def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
         if self.one_hot_labels:
-            return _softmax_cross_entropy(labels, logits)
+            return losses.softmax_cross_entropy(labels, logits)
         return losses.sparse_softmax_cross_entropy(labels, logits)
 
     # ---------------------------------------------------------------- predictions
-    def predictions(self, logits: ArrayLike, keys: Sequence[str] | None = None) -> dict[str, jax.Array]:
+    def predictions(
+        self, logits: ArrayLike, keys: Sequence[str] | None = None
+    ) -> dict[str, jax.Array]:
         """Prediction arrays, TF's keys (the string keys come from :meth:`class_names`).
 
         Returns a dict with ``logits`` f32 ``[…, n]``, ``probabilities``

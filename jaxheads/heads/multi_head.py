@@ -58,10 +58,12 @@ class MultiHead(Head):
     Examples:
       >>> from jaxheads.heads.multi_label import MultiLabelHead
       >>> head = MultiHead(
-      ...     [MultiLabelHead(2, name="head1"), MultiLabelHead(3, name="head2")], head_weights=[1.0, 2.0])
+      ...     [MultiLabelHead(2, name="head1"), MultiLabelHead(3, name="head2")],
+      ...     head_weights=[1.0, 2.0])
       >>> logits = {"head1": jnp.array([[-10.0, 10.0], [-15.0, 10.0]]),
       ...           "head2": jnp.array([[20.0, -20.0, 20.0], [-30.0, 20.0, -20.0]])}
-      >>> labels = {"head1": jnp.array([[1, 0], [1, 1]]), "head2": jnp.array([[0, 1, 0], [1, 1, 0]])}
+      >>> labels = {"head1": jnp.array([[1, 0], [1, 1]]),
+      ...           "head2": jnp.array([[0, 1, 0], [1, 1, 0]])}
       >>> round(float(head.loss(labels, logits)), 3)  # 1 * 8.75 + 2 * 15
       38.75
     """
@@ -74,9 +76,7 @@ class MultiHead(Head):
         if not heads:
             raise ValueError(f"Must specify heads. Given: {heads}")
         if isinstance(heads, (Head, Mapping)) or not isinstance(heads, Sequence):
-            raise TypeError(
-                f"heads must be a list or tuple of heads, got {type(heads).__name__}."
-            )
+            raise TypeError(f"heads must be a list or tuple of heads, got {type(heads).__name__}.")
         head_weights = self.head_weights
         if head_weights:
             if len(head_weights) != len(heads):
@@ -89,7 +89,9 @@ class MultiHead(Head):
             head_weights = None
         for head in heads:
             if not isinstance(head, Head):
-                raise TypeError(f"Every element of heads must be a head, got {type(head).__name__}.")
+                raise TypeError(
+                    f"Every element of heads must be a head, got {type(head).__name__}."
+                )
             if head.name is None:
                 raise ValueError(f"All given heads must have name specified. Given: {head}")
         names = [head.name for head in heads]
@@ -243,7 +245,7 @@ class MultiHead(Head):
     def unreduced_loss(  # type: ignore[override]
         self, labels: Mapping[str, Any], logits: Any, features: Features = None
     ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-        """Per-head unweighted losses and weights, as ``tf.contrib.estimator.multi_head``'s ``create_loss``.
+        """Per-head unweighted losses and weights, as contrib ``multi_head``'s ``create_loss``.
 
         Returns:
           ``(losses, weights)``: two dicts keyed by head name. As in contrib,
@@ -280,13 +282,18 @@ class MultiHead(Head):
         for key in keys:
             if key not in predictions:
                 raise ValueError(
-                    f"Prediction key must be one of the (head_name, key) tuples {sorted(predictions)}, "
+                    "Prediction key must be one of the (head_name, key) tuples "
+                    f"{sorted(predictions)}, "
                     f"given: {key!r}."
                 )
         return {key: predictions[key] for key in keys}
 
     def export_outputs(self, logits: Any) -> dict[str, dict[str, jax.Array]]:
-        """TF's merged signatures: ``serving_default`` (first head), ``'<head>'``, ``'<head>/<k>'``, ``predict``."""
+        """TF's merged signatures: ``serving_default``, ``'<head>'``, ``'<head>/<k>'``, ``predict``.
+
+        ``serving_default`` is the first head's default output; ``predict``
+        merges every head's predictions under ``'<head>/<key>'``.
+        """
         logits = self._split_logits(logits)
         per_head = [head.export_outputs(logits[head.name]) for head in self.heads]
         first, first_name = per_head[0], self.heads[0].name
@@ -358,7 +365,7 @@ class MultiHead(Head):
         labels: Mapping[str, Any],
         regularization_losses: Sequence[ArrayLike] | None = None,
     ) -> dict[str, Any]:
-        """Folds one batch into every head's state and the ``loss/<head>`` means; pure and jittable."""
+        """Folds one batch into every head's state and the ``loss/<head>`` means; pure."""
         logits = self._split_logits(logits)
         labels = self._check_labels(labels)
         heads_state = dict(state["heads"])

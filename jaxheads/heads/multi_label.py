@@ -65,7 +65,7 @@ class SparseLabels:
 
     @classmethod
     def from_lists(cls, lists: Any, max_labels: int | None = None) -> SparseLabels:
-        """Host side: (nested) ragged lists of class ids or class names → padded :class:`SparseLabels`.
+        """Host side: (nested) ragged lists of class ids or names → padded :class:`SparseLabels`.
 
         The innermost lists are the label sets (possibly empty); the nesting
         above them is the batch shape ``[D0, …, DN]``. Ids are padded with
@@ -317,15 +317,20 @@ class MultiLabelHead(Head):
         _checks.check_values(
             ids,
             lambda x: ((x >= 0) & (x < n)) | (x == PAD_ID),
-            lambda bad: f"labels must be an integer SparseTensor with values in [0, {n}): got "
-            f"{_labels._preview(bad)} (SparseLabels ids must be in [0, {n}), or -1 for padding).",
+            lambda bad: (
+                f"labels must be an integer SparseTensor with values in [0, {n}): got "
+                f"{_labels._preview(bad)} (SparseLabels ids must be in [0, {n}), or -1 for "
+                "padding)."
+            ),
         )
         return _ids_to_multi_hot(ids, n)
 
     def _multi_hot(self, labels: Any) -> jax.Array:
         """Any accepted label form → multi-hot (not yet shape-checked against the logits)."""
         if labels is None:
-            _checks.dense_labels(None, (), self.n_classes)  # TF's "You must provide a labels Tensor".
+            _checks.dense_labels(
+                None, (), self.n_classes
+            )  # TF's "You must provide a labels Tensor".
         if isinstance(labels, SparseLabels):
             return self._sparse_to_multi_hot(labels.ids)
         if is_string_array(labels):
@@ -338,7 +343,7 @@ class MultiLabelHead(Head):
         return labels.astype(jnp.float32)
 
     def encode_labels(self, labels: Any) -> np.ndarray:
-        """Host side: any accepted label form → float32 multi-hot ``[…, n_classes]``, ready for ``jit``.
+        """Host side: any accepted label form → float32 multi-hot ``[…, n_classes]`` for ``jit``.
 
         Class names go through ``label_vocabulary`` (an unknown name is a
         ``ValueError``); values are range-checked.
@@ -353,8 +358,10 @@ class MultiLabelHead(Head):
         return jnp.mean(losses.sigmoid_cross_entropy(labels, logits), axis=-1, keepdims=True)
 
     # ---------------------------------------------------------------- predictions
-    def predictions(self, logits: ArrayLike, keys: Sequence[str] | None = None) -> dict[str, jax.Array]:
-        """Prediction arrays: ``logits`` f32, ``probabilities`` (sigmoid) f32, ``all_class_ids`` int32.
+    def predictions(
+        self, logits: ArrayLike, keys: Sequence[str] | None = None
+    ) -> dict[str, jax.Array]:
+        """Prediction arrays: ``logits``, ``probabilities`` (sigmoid), ``all_class_ids`` (int32).
 
         All three have shape ``[D0, …, DN, n_classes]``. TF's string key
         ``classes`` (the full class list, not thresholded) is
@@ -401,7 +408,9 @@ class MultiLabelHead(Head):
 
     # ---------------------------------------------------------------- metrics
     def _class_key(self, class_id: int) -> str:
-        return f"class{class_id}" if self.label_vocabulary is None else self.label_vocabulary[class_id]
+        return (
+            f"class{class_id}" if self.label_vocabulary is None else self.label_vocabulary[class_id]
+        )
 
     def init_metrics(self, regularization_losses: Any = None) -> dict[str, Any]:
         """A fresh metric state (a dict of additive metric states; a pytree).

@@ -1,4 +1,4 @@
-"""``SequentialHeadWrapper``: any head on ``[batch, time, …]`` logits with padded time steps masked out.
+"""``SequentialHeadWrapper``: any head on ``[batch, time, …]`` logits, padded steps masked out.
 
 TF's ``SequentialHeadWrapper`` flattens ``[B, T, …]`` to ``[N, …]`` with
 ``tf.boolean_mask`` (``N`` = number of valid steps) before calling the
@@ -35,17 +35,14 @@ __all__ = ["SequentialHeadWrapper"]
 _MASKED_WEIGHTS_KEY = "__jaxheads_sequence_weights__"
 
 
-def _reduce_masked(
-    loss: jax.Array,
-    weights: jax.Array,
-    num_valid: jax.Array,
-    reduction: Reduction,
-    axis_name: Any = None,
-) -> jax.Array:
-    """TF's reduction of the boolean-masked loss, computed on the unmasked arrays.
+def _masked_terms(
+    loss: jax.Array, weights: jax.Array, num_valid: jax.Array, reduction: Reduction
+) -> tuple[jax.Array, jax.Array | None]:
+    """``(Σ w·l, denominator)`` of TF's reduction of the boolean-masked loss.
 
-    ``weights`` are already zero at padded steps; ``num_valid`` is the number
-    of valid steps ``N``.
+    Computed on the unmasked arrays: ``weights`` are already zero at padded
+    steps; ``num_valid`` is the number of valid steps ``N``. The denominator is
+    ``None`` for ``SUM``.
     """
     weights = jnp.broadcast_to(weights, loss.shape)
     total = jnp.sum(weights * loss)
@@ -58,11 +55,16 @@ def _reduce_masked(
         denominator = jnp.sum(weights)
     else:  # SUM_BY_NONZERO_WEIGHTS
         denominator = jnp.sum((weights != 0).astype(jnp.float32))
-    if axis_name is not None:
-        total = jax.lax.psum(total, axis_name)
-        if denominator is not None:
-            denominator = jax.lax.psum(denominator, axis_name)
-    return total if denominator is None else safe_divide(total, denominator)
+    return total, denominator
+
+
+def _as_bool(mask: jax.Array) -> jax.Array:
+    """The mask as bool: non-zero is a valid step."""
+    if mask.dtype == jnp.bool_:
+        return mask
+    if not (jnp.issubdtype(mask.dtype, jnp.integer) or jnp.issubdtype(mask.dtype, jnp.floating)):
+        raise TypeError(f"The sequence mask must be bool or numeric, got dtype {mask.dtype}.")
+    return mask != jnp.zeros((), mask.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,10 +220,7 @@ class SequentialHeadWrapper(Head):
                 f"{_checks.shape_str(logits.shape)}, mask shape {_checks.shape_str(mask.shape)}; "
                 "expected logits [B, T, d] for a [B, T] mask."
             )
-        if mask.dtype != jnp.bool_:
-            if not (jnp.issubdtype(mask.dtype, jnp.integer) or jnp.issubdtype(mask.dtype, jnp.floating)):
-                raise TypeError(f"The sequence mask must be bool or numeric, got dtype {mask.dtype}.")
-            mask = mask != 0
+        mask = _as_bool(mask)
         for column in self.feature_columns:
             if column not in features:
                 raise ValueError(f"`{column}` column expected in features dictionary.")
@@ -249,7 +248,9 @@ class SequentialHeadWrapper(Head):
                 keep = np.asarray(self._expand(mask, names.ndim))
                 return SparseLabels(np.where(keep, names, "").astype(str))
             ids = jnp.asarray(ids)
-            return SparseLabels(jnp.where(self._expand(mask, ids.ndim), ids, jnp.full_like(ids, -1)))
+            return SparseLabels(
+                jnp.where(self._expand(mask, ids.ndim), ids, jnp.full_like(ids, -1))
+            )
         if is_string_array(labels):
             vocabulary = getattr(self.static_head, "label_vocabulary", None)
             if not vocabulary:
@@ -277,7 +278,9 @@ class SequentialHeadWrapper(Head):
         logits = self._sequence_logits(logits)
         mask = self._mask(features, logits)
         logits = jnp.where(self._expand(mask, logits.ndim), logits, jnp.zeros_like(logits))
-        weights = self.static_head._weights(features, _checks.float_logits(logits, self.logits_dimension))
+        weights = self.static_head._weights(
+            features, _checks.float_logits(logits, self.logits_dimension)
+        )
         # `where`, not a product: a NaN weight at a padded step must not leak.
         weights = jnp.where(self._expand(mask, weights.ndim), weights, jnp.zeros_like(weights))
         inner_features = dict(features or {})
@@ -304,15 +307,36 @@ class SequentialHeadWrapper(Head):
     ) -> jax.Array:
         """The training loss over the valid steps, as TF's loss on the flattened valid steps."""
         del mode
-        labels, logits, inner_features, mask = self._masked_inputs(labels, logits, features)
-        loss, weights = self._inner.unreduced_loss(labels, logits, inner_features)
-        num_valid = jnp.sum(mask.astype(jnp.float32))
-        total = _reduce_masked(loss, weights, num_valid, self.loss_reduction, axis_name)
+        total, denominator = self.loss_terms(labels, logits, features)
+        if axis_name is not None:
+            total = jax.lax.psum(total, axis_name)
+            if denominator is not None:
+                denominator = jax.lax.psum(denominator, axis_name)
+        if denominator is not None:
+            total = safe_divide(total, denominator)
         regularization = sum_regularization_losses(regularization_losses)
         return total if regularization is None else total + regularization
 
+    def loss_terms(
+        self, labels: Any, logits: ArrayLike, features: Features = None
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """The unregularized loss as additive ``(Σ w·l, denominator)`` float32 scalars.
+
+        ``loss == total / denominator`` (``total`` alone for ``SUM``, where the
+        denominator is ``None``). Both terms add up over shards or
+        micro-batches: sum them, then divide once (the SUM_OVER_BATCH_SIZE
+        denominator is the number of *valid* loss elements, which
+        :func:`jaxheads.train.loss_terms` cannot know from ``unreduced_loss``).
+        """
+        labels, logits, inner_features, mask = self._masked_inputs(labels, logits, features)
+        loss, weights = self._inner.unreduced_loss(labels, logits, inner_features)
+        num_valid = jnp.sum(mask.astype(jnp.float32))
+        return _masked_terms(loss, weights, num_valid, self.loss_reduction)
+
     # ---------------------------------------------------------------- predictions
-    def predictions(self, logits: ArrayLike, keys: Sequence[str] | None = None) -> dict[str, jax.Array]:
+    def predictions(
+        self, logits: ArrayLike, keys: Sequence[str] | None = None
+    ) -> dict[str, jax.Array]:
         """The wrapped head's predictions, shaped ``[B, T, …]`` (no masking)."""
         return self.static_head.predictions(self._sequence_logits(logits), keys)
 
@@ -325,9 +349,13 @@ class SequentialHeadWrapper(Head):
         return self.static_head.class_names(class_ids)  # type: ignore[attr-defined]
 
     def encode_labels(self, labels: Any, features: Features = None) -> Any:
-        """Host side: the wrapped head's ``encode_labels``, after masking padded steps when ``features`` holds the mask."""
+        """Host side: the wrapped head's ``encode_labels``.
+
+        When ``features`` holds the mask, padded steps are replaced first (so
+        padding strings need not be in the vocabulary).
+        """
         if features is not None and self.input_sequence_mask_key in features:
-            mask = jnp.asarray(features[self.input_sequence_mask_key]) != 0
+            mask = _as_bool(jnp.asarray(features[self.input_sequence_mask_key]))
             labels = self._mask_labels(labels, mask)
         return self.static_head.encode_labels(labels)  # type: ignore[attr-defined]
 
@@ -346,7 +374,9 @@ class SequentialHeadWrapper(Head):
     ) -> dict[str, Any]:
         """Folds the valid steps of one batch into ``state``; pure and jittable."""
         labels, logits, inner_features, _ = self._masked_inputs(labels, logits, features)
-        return self._inner.update_metrics(state, inner_features, logits, labels, regularization_losses)
+        return self._inner.update_metrics(
+            state, inner_features, logits, labels, regularization_losses
+        )
 
     def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
         """The wrapped head's metric values (its keys)."""

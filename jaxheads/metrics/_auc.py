@@ -6,7 +6,10 @@ Thresholds (as TF / Keras): ``t_0 = -1e-7``, ``t_i = i / (T - 1)``,
 Each prediction is bucketed ONCE with Keras' evenly-spaced rule
 ``b = max(ceil(p·(T-1)) - 1, 0)`` (after clipping ``p`` to [0, 1]) — it is
 positive exactly at thresholds ``0..b`` — so predictions that sit on a
-threshold count the way Keras counts them. Its weight goes to bucket ``b`` of
+threshold count the way Keras counts them. (That is "``p > t_i``" up to float32
+rounding of ``p·(T-1)``: for T = 200 a score equal to ``float32(31/199)``, say,
+counts as above ``t_31`` in Keras, and here. TF1's ``tf.compat.v1.metrics.auc``
+compares directly; the two differ only for such scores.) Its weight goes to bucket ``b`` of
 its label class in one ``segment_sum`` over ``2T`` segments; the per-threshold
 counts are exact reverse cumulative sums of the buckets, taken at compute
 time. Update cost: O(N + T), no ``[N, T]`` intermediate; one bucketing serves
@@ -15,7 +18,6 @@ both the ROC and the PR curve.
 
 from __future__ import annotations
 
-import functools
 from typing import TypeVar
 
 import jax
@@ -167,7 +169,8 @@ class ConfusionCurve(MetricState):
 
     def confusion(self) -> dict[str, jax.Array]:
         """Weighted ``tp``, ``fp``, ``tn``, ``fn`` per threshold, float32 ``[T]`` each."""
-        return _confusion(self)
+        r = _results(self)
+        return {k: r[k] for k in ("tp", "fp", "tn", "fn")}
 
     # ------------------------------------------------------------------ curves
     def roc_curve(self) -> dict[str, jax.Array]:
@@ -176,7 +179,8 @@ class ConfusionCurve(MetricState):
         ``fpr = fp / (fp + tn)``, ``tpr = tp / (tp + fn)`` (0 where undefined),
         from threshold ``t_0`` (point (1, 1)) to ``t_{T-1}`` (point (0, 0)).
         """
-        return _roc_curve(self)
+        r = _results(self)
+        return {"thresholds": self.thresholds(), "fpr": r["fpr"], "tpr": r["tpr"]}
 
     def pr_curve(self) -> dict[str, jax.Array]:
         """PR points: ``{"thresholds", "recall", "precision"}``, float32 ``[T]`` each.
@@ -184,7 +188,8 @@ class ConfusionCurve(MetricState):
         ``precision = tp / (tp + fp)``, ``recall = tp / (tp + fn)`` (0 where
         undefined, as Keras — so precision is 0 at the top threshold).
         """
-        return _pr_curve(self)
+        r = _results(self)
+        return {"thresholds": self.thresholds(), "recall": r["recall"], "precision": r["precision"]}
 
     # ------------------------------------------------------------------ AUCs
     def auc(self, curve: str = "ROC", summation_method: str = "interpolation") -> jax.Array:
@@ -201,7 +206,8 @@ class ConfusionCurve(MetricState):
         Raises:
           ValueError: on an unknown curve or summation method.
         """
-        return _auc(self, _check_curve(curve), _check_summation(summation_method))
+        key = f"{_check_curve(curve)}/{_check_summation(summation_method)}"
+        return _results(self)[key]
 
     def roc_auc(self, summation_method: str = "interpolation") -> jax.Array:
         """ROC-AUC (float32 scalar); see :meth:`auc`."""
@@ -279,9 +285,9 @@ def _update(
 
 def _exact(state: ConfusionCurve) -> tuple[ExactSum, ExactSum, ExactSum, ExactSum]:
     """Exact (tp, fp, tn, fn) per threshold: reverse cumsums of the buckets."""
-    c = state.counts
-    tp = reverse_cumsum(ExactSum(c.hi[_POS], c.lo[_POS]))
-    fp = reverse_cumsum(ExactSum(c.hi[_NEG], c.lo[_NEG]))
+    cum = reverse_cumsum(state.counts)  # one scan for both rows
+    tp = ExactSum(cum.hi[_POS], cum.lo[_POS])
+    fp = ExactSum(cum.hi[_NEG], cum.lo[_NEG])
 
     def total_minus(cum: ExactSum) -> ExactSum:
         tot = ExactSum(
@@ -293,41 +299,8 @@ def _exact(state: ConfusionCurve) -> tuple[ExactSum, ExactSum, ExactSum, ExactSu
     return tp, fp, total_minus(fp), total_minus(tp)
 
 
-@jax.jit
-def _confusion(state: ConfusionCurve) -> dict[str, jax.Array]:
-    tp, fp, tn, fn = _exact(state)
-    return {"tp": tp.value(), "fp": fp.value(), "tn": tn.value(), "fn": fn.value()}
-
-
-def _roc_points(state: ConfusionCurve) -> tuple[jax.Array, jax.Array]:
-    tp, fp, tn, fn = _exact(state)
-    fpr = div_no_nan(fp.value(), fp.merge(tn).value())
-    tpr = div_no_nan(tp.value(), tp.merge(fn).value())
-    return fpr, tpr
-
-
-def _pr_points(state: ConfusionCurve) -> tuple[jax.Array, jax.Array]:
-    tp, fp, _, fn = _exact(state)
-    recall = div_no_nan(tp.value(), tp.merge(fn).value())
-    precision = div_no_nan(tp.value(), tp.merge(fp).value())
-    return recall, precision
-
-
-@jax.jit
-def _roc_curve(state: ConfusionCurve) -> dict[str, jax.Array]:
-    fpr, tpr = _roc_points(state)
-    return {"thresholds": state.thresholds(), "fpr": fpr, "tpr": tpr}
-
-
-@jax.jit
-def _pr_curve(state: ConfusionCurve) -> dict[str, jax.Array]:
-    recall, precision = _pr_points(state)
-    return {"thresholds": state.thresholds(), "recall": recall, "precision": precision}
-
-
-def _interpolated_pr_auc(state: ConfusionCurve) -> jax.Array:
+def _interpolated_pr_auc(tp_e: ExactSum, fp_e: ExactSum, fn_e: ExactSum) -> jax.Array:
     """Keras' PR-AUC: Davis & Goadrich (2006) interpolation between thresholds."""
-    tp_e, fp_e, _, fn_e = _exact(state)
     tp, fn = tp_e.value(), fn_e.value()
     p = tp_e.merge(fp_e).value()
     dtp = tp[:-1] - tp[1:]
@@ -340,19 +313,37 @@ def _interpolated_pr_auc(state: ConfusionCurve) -> jax.Array:
     return jnp.sum(inc)
 
 
-@functools.partial(jax.jit, static_argnames=("curve", "method"))
-def _auc(state: ConfusionCurve, curve: str, method: str) -> jax.Array:
-    if method == "trapezoidal":
-        eps = np.float32(TF1_AUC_EPSILON)
-        tp_e, fp_e, tn_e, fn_e = _exact(state)
-        tp = tp_e.value()
-        rec = (tp + eps) / (tp_e.merge(fn_e).value() + eps)
-        if curve == "ROC":
-            x, y = fp_e.value() / (fp_e.merge(tn_e).value() + eps), rec
-        else:
-            x, y = rec, (tp + eps) / (tp_e.merge(fp_e).value() + eps)
-        return _riemann(x, y, method)
-    if curve == "PR" and method == "interpolation":
-        return _interpolated_pr_auc(state)
-    x, y = _roc_points(state) if curve == "ROC" else _pr_points(state)
-    return _riemann(x, y, method)
+@jax.jit
+def _results(state: ConfusionCurve) -> dict[str, jax.Array]:
+    """Counts, curve points and every AUC at once (one compiled function per config).
+
+    Inside an outer ``jit`` the unused outputs are dead code and cost nothing.
+    """
+    tp_e, fp_e, tn_e, fn_e = _exact(state)
+    tp, fp, tn, fn = (x.value() for x in (tp_e, fp_e, tn_e, fn_e))
+    recall = div_no_nan(tp, tp_e.merge(fn_e).value())
+    fpr = div_no_nan(fp, fp_e.merge(tn_e).value())
+    precision = div_no_nan(tp, tp_e.merge(fp_e).value())
+    out = {
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "fpr": fpr,
+        "tpr": recall,
+        "recall": recall,
+        "precision": precision,
+    }
+    for method in ("interpolation", "minoring", "majoring"):
+        out[f"ROC/{method}"] = _riemann(fpr, recall, method)
+        if method != "interpolation":
+            out[f"PR/{method}"] = _riemann(recall, precision, method)
+    out["PR/interpolation"] = _interpolated_pr_auc(tp_e, fp_e, fn_e)
+    # TF1 tf.compat.v1.metrics.auc: trapezoid with epsilon smoothing.
+    eps = np.float32(TF1_AUC_EPSILON)
+    rec1 = (tp + eps) / (tp_e.merge(fn_e).value() + eps)
+    fpr1 = fp / (fp_e.merge(tn_e).value() + eps)
+    prec1 = (tp + eps) / (tp_e.merge(fp_e).value() + eps)
+    out["ROC/trapezoidal"] = _riemann(fpr1, rec1, "trapezoidal")
+    out["PR/trapezoidal"] = _riemann(rec1, prec1, "trapezoidal")
+    return out

@@ -3,9 +3,9 @@
 Each prediction is bucketed ONCE by the number ``k`` of (sorted) thresholds it
 is positive at — a branch-free binary search, O(log T) per prediction — and
 its weight is added to bucket ``k`` of its label class with a single
-``segment_sum``. The per-threshold counts are reverse cumulative sums of those
-buckets, taken only in :meth:`ConfusionAtThresholds.confusion`. Work is
-O(N log T + T); there is never an ``[N, T]`` intermediate.
+``segment_sum``. The per-threshold counts are (exact) reverse cumulative sums
+of those buckets, taken at compute time. Update work is O(N log T + T); there
+is never an ``[N, T]`` intermediate.
 """
 
 from __future__ import annotations
@@ -192,7 +192,8 @@ class ConfusionAtThresholds(MetricState):
         Returns:
           dict with ``"tp"``, ``"fp"``, ``"tn"``, ``"fn"``: float32 ``[T]``.
         """
-        return _confusion(self)
+        r = _results(self, self.epsilon)
+        return {k: r[k] for k in ("tp", "fp", "tn", "fn")}
 
     def precision(self, epsilon: float | None = None) -> jax.Array:
         """``tp / (tp + fp)`` per threshold, float32 ``[T]``.
@@ -202,12 +203,12 @@ class ConfusionAtThresholds(MetricState):
             ``epsilon``; with 0 the result is 0 where ``tp + fp == 0``.
         """
         eps = self.epsilon if epsilon is None else float(epsilon)
-        return _ratio(self, "fp", eps)
+        return _results(self, eps)["precision"]
 
     def recall(self, epsilon: float | None = None) -> jax.Array:
         """``tp / (tp + fn)`` per threshold, float32 ``[T]`` (``epsilon`` as :meth:`precision`)."""
         eps = self.epsilon if epsilon is None else float(epsilon)
-        return _ratio(self, "fn", eps)
+        return _results(self, eps)["recall"]
 
     def accuracy(self) -> jax.Array:
         """Weighted fraction of elements whose 0/1 prediction equals the label, ``[T]``.
@@ -219,15 +220,11 @@ class ConfusionAtThresholds(MetricState):
         the last axis before weighting (Keras) gives the same number, because the
         weights are broadcast to every element.
         """
-        return _accuracy(self)
+        return _results(self, self.epsilon)["accuracy"]
 
     def compute(self) -> dict[str, jax.Array]:
         """All per-threshold results: tp, fp, tn, fn, precision, recall, accuracy (``[T]``)."""
-        out = self.confusion()
-        out["precision"] = self.precision()
-        out["recall"] = self.recall()
-        out["accuracy"] = self.accuracy()
-        return out
+        return dict(_results(self, self.epsilon))
 
 
 # ---------------------------------------------------------------------- kernels (jitted)
@@ -258,7 +255,9 @@ def _exact_counts(state: ConfusionAtThresholds) -> dict[str, ExactSum]:
     c = state.counts
     neg, one = _row(c, _NEG), _row(c, _ONE)
     pos = one.merge(_row(c, _SOFT))
-    cum_pos, cum_neg, cum_one = (reverse_cumsum(x) for x in (pos, neg, one))
+    rows = ExactSum(jnp.stack([pos.hi, neg.hi, one.hi]), jnp.stack([pos.lo, neg.lo, one.lo]))
+    cum = reverse_cumsum(rows)  # one scan for the three rows
+    cum_pos, cum_neg, cum_one = (_row(cum, i) for i in range(3))
 
     def tail(x: ExactSum) -> ExactSum:
         return ExactSum(x.hi[1:], x.lo[1:])
@@ -280,28 +279,23 @@ def _exact_counts(state: ConfusionAtThresholds) -> dict[str, ExactSum]:
     }
 
 
-@jax.jit
-def _confusion(state: ConfusionAtThresholds) -> dict[str, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("epsilon",))
+def _results(state: ConfusionAtThresholds, epsilon: float) -> dict[str, jax.Array]:
+    """Every per-threshold result at once (one compiled function per configuration)."""
     _, pos = state._sorted()
     ex = _exact_counts(state)
-    return {k: ex[k].value()[pos] for k in ("tp", "fp", "tn", "fn")}
+    out = {k: ex[k].value() for k in ("tp", "fp", "tn", "fn")}
 
+    def ratio(other: str) -> jax.Array:
+        d = ex["tp"].merge(ex[other]).value()
+        if epsilon == 0.0:
+            return div_no_nan(out["tp"], d)
+        return out["tp"] / (d + np.float32(epsilon))
 
-@functools.partial(jax.jit, static_argnames=("other", "epsilon"))
-def _ratio(state: ConfusionAtThresholds, other: str, epsilon: float) -> jax.Array:
-    _, pos = state._sorted()
-    ex = _exact_counts(state)
-    n = ex["tp"].value()
-    d = ex["tp"].merge(ex[other]).value()
-    out = div_no_nan(n, d) if epsilon == 0.0 else n / (d + np.float32(epsilon))
-    return out[pos]
-
-
-@jax.jit
-def _accuracy(state: ConfusionAtThresholds) -> jax.Array:
-    _, pos = state._sorted()
-    ex = _exact_counts(state)
-    return div_no_nan(ex["correct"].value(), ex["total"].value())[pos]
+    out["precision"] = ratio("fp")
+    out["recall"] = ratio("fn")
+    out["accuracy"] = div_no_nan(ex["correct"].value(), ex["total"].value())
+    return {k: v[pos] for k, v in out.items()}
 
 
 def _scalar_if_single(x: jax.Array) -> jax.Array:

@@ -7,8 +7,8 @@ unevaluated sum ``hi + lo`` of two float32 numbers (a "double-float", 48
 significant bits), renormalised with Knuth's branch-free TwoSum on every add
 and merge. Integer-valued sums (counts, integer weights) stay exact up to
 2^48 ≈ 2.8·10^14; other sums carry a relative error of about 2^-47. It needs
-neither ``jax_enable_x64`` nor a wider type, so it works the same on CPU, GPU
-and TPU.
+neither ``jax_enable_x64`` nor a wider type: only float32 additions, which
+XLA does not reassociate (no fast-math), so the compensation survives ``jit``.
 
 References: D. E. Knuth, TAOCP vol. 2, §4.2.2 (TwoSum); T. J. Dekker (1971),
 "A floating-point technique for extending the available precision".

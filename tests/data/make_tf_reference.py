@@ -28,8 +28,9 @@ What is run
 * **v1 canned binary head** (``canned/head.py::_binary_logistic_head_with_
   sigmoid_cross_entropy_loss``) in graph mode under ``tf.compat.v1.Session``,
   with its ``tf.compat.v1.metrics`` eval ops (trapezoidal AUC with epsilons,
-  ``>=`` accuracy at thresholds, ...), for each v1 reduction (SUM, the v1
-  default; SUM_OVER_BATCH_SIZE, the contrib default; MEAN;
+  ``>=`` accuracy at thresholds, ...), on inputs of the v2 binary cases, with
+  the v1 default SUM, and on three weighted cases with every v1 reduction
+  (SUM; SUM_OVER_BATCH_SIZE, the contrib default; MEAN;
   SUM_BY_NONZERO_WEIGHTS).  These are the numbers ``compat="v1"`` must give.
 
 JSON layout (one file per head family)
@@ -109,7 +110,9 @@ def _abs_error(labels, logits):
 def _one_minus_true_prob(labels, logits):
     """Multi-class: 1 - softmax(logits)[label], [..., 1] (labels are int ids [..., 1])."""
     probs = tf.nn.softmax(logits, axis=-1)
-    return 1.0 - tf.gather(probs, tf.cast(labels, tf.int32), axis=-1, batch_dims=len(labels.shape) - 1)
+    return 1.0 - tf.gather(
+        probs, tf.cast(labels, tf.int32), axis=-1, batch_dims=len(labels.shape) - 1
+    )
 
 
 def _mean_abs_sigmoid_error(labels, logits):
@@ -243,7 +246,9 @@ def binary_cases():
     cases = []
 
     def add(id, kwargs, batches, notes=""):
-        cases.append(dict(id=id, head="BinaryClassHead", kwargs=kwargs, batches=batches, notes=notes))
+        cases.append(
+            dict(id=id, head="BinaryClassHead", kwargs=kwargs, batches=batches, notes=notes)
+        )
 
     B = 8
     for red in ("sum_over_batch_size", "sum"):
@@ -294,10 +299,14 @@ def binary_cases():
             batch(
                 np.array([[0.0], [0.0], [1.0], [-1.0], [0.0], [2.0], [0.0], [-3.0]], np.float32),
                 np.array([[1], [0], [1], [0], [1], [0], [1], [1]]),
-                {"w": np.array([[1.0], [2.0], [0.5], [1.0], [0.0], [1.5], [1.0], [0.5]], np.float32)},
+                {
+                    "w": np.array(
+                        [[1.0], [2.0], [0.5], [1.0], [0.0], [1.5], [3.0], [0.5]], np.float32
+                    )
+                },
             )
         ],
-        "logit exactly 0: class_id 0, logistic 0.5 (not > 0.5 threshold)",
+        "logit exactly 0: class_id 0, logistic 0.5 (not > 0.5 threshold in v2; >= 0.5 in v1)",
     )
     rng = np.random.default_rng(115)
     labels = np.array(["pos", "neg"], dtype=object)[_hard(rng, (8, 1))]
@@ -336,8 +345,13 @@ def binary_cases():
     add(
         "bin_int_logits",
         {},
-        [batch(np.array([[45], [-41], [44], [0]], np.int32), np.array([[1], [1], [0], [0]]),
-               logits_dtype="int32")],
+        [
+            batch(
+                np.array([[45], [-41], [44], [0]], np.int32),
+                np.array([[1], [1], [0], [0]]),
+                logits_dtype="int32",
+            )
+        ],
         "int32 logits are cast to float32",
     )
     rng = np.random.default_rng(121)
@@ -351,9 +365,15 @@ def binary_cases():
         "bin_streaming_named",
         {"weight_column": "w", "thresholds": [0.3, 0.5], "name": "my_head"},
         [
-            batch(_logits(rng, (8, 1)), _hard(rng, (8, 1)), {"w": _weights(rng, (8, 1))}, reg=[0.5]),
-            batch(_logits(rng, (4, 1)), _hard(rng, (4, 1)), {"w": _weights(rng, (4, 1))}, reg=[1.25]),
-            batch(_logits(rng, (8, 1)), _hard(rng, (8, 1)), {"w": _weights(rng, (8, 1))}, reg=[0.0]),
+            batch(
+                _logits(rng, (8, 1)), _hard(rng, (8, 1)), {"w": _weights(rng, (8, 1))}, reg=[0.5]
+            ),
+            batch(
+                _logits(rng, (4, 1)), _hard(rng, (4, 1)), {"w": _weights(rng, (4, 1))}, reg=[1.25]
+            ),
+            batch(
+                _logits(rng, (8, 1)), _hard(rng, (8, 1)), {"w": _weights(rng, (8, 1))}, reg=[0.0]
+            ),
         ],
         "three batches of different sizes through one metrics dict",
     )
@@ -363,8 +383,11 @@ def binary_cases():
         {"weight_column": "w", "thresholds": [0.5], "loss_reduction": "sum"},
         [
             batch(_logits(rng, (2, 3, 1)), _soft(rng, (2, 3, 1)), {"w": _weights(rng, (2, 3))}),
-            batch(_logits(rng, (2, 3, 1)), _hard(rng, (2, 3, 1)).astype(np.float32),
-                  {"w": _weights(rng, (2, 3))}),
+            batch(
+                _logits(rng, (2, 3, 1)),
+                _hard(rng, (2, 3, 1)).astype(np.float32),
+                {"w": _weights(rng, (2, 3))},
+            ),
         ],
     )
     rng = np.random.default_rng(124)
@@ -396,13 +419,19 @@ def binary_v1_cases():
         "bin_streaming_named",
         "bin_streaming_auc_large",
     ]
-    reds = list(V1_REDUCTIONS)
+    # Every v1 reduction where the weights make them differ (zero weights included);
+    # the v1 default SUM elsewhere, plus the contrib default SOBS with regularization.
+    all_reductions = ("bin_sobs_weighted", "bin_multi_dim_2x3", "bin_streaming_named")
     cases = []
-    for i, cid in enumerate(picks):
+    for cid in picks:
         src = v2[cid]
-        # Every reduction on the weighted cases; the v1 default (SUM) elsewhere.
-        weighted = "weight_column" in src["kwargs"]
-        for red in reds if weighted else ["weighted_sum", "weighted_sum_over_batch_size"]:
+        if cid in all_reductions:
+            reds = list(V1_REDUCTIONS)
+        elif cid == "bin_regularization":
+            reds = ["weighted_sum", "weighted_sum_over_batch_size"]
+        else:
+            reds = ["weighted_sum"]
+        for red in reds:
             kw = {k: v for k, v in src["kwargs"].items() if k != "loss_reduction"}
             kw["loss_reduction"] = red
             cases.append(
@@ -459,7 +488,9 @@ def logistic_cases():
         [batch(_logits(rng, (8, 1)), _hard(rng, (8, 1)).astype(np.float32), reg=[0.5, 0.25])],
     )
     rng = np.random.default_rng(213)
-    add("logreg_large_logits_50", {}, [batch(_with_extremes(rng, (8, 1), 50.0), _soft(rng, (8, 1)))])
+    add(
+        "logreg_large_logits_50", {}, [batch(_with_extremes(rng, (8, 1), 50.0), _soft(rng, (8, 1)))]
+    )
     rng = np.random.default_rng(214)
     add(
         "logreg_large_logits_1e4",
@@ -472,9 +503,15 @@ def logistic_cases():
         "logreg_streaming_named",
         {"weight_column": "w", "name": "lr"},
         [
-            batch(_logits(rng, (4, 1)), _soft(rng, (4, 1)), {"w": _weights(rng, (4, 1))}, reg=[0.5]),
-            batch(_logits(rng, (8, 1)), _soft(rng, (8, 1)), {"w": _weights(rng, (8, 1))}, reg=[1.5]),
-            batch(_logits(rng, (4, 1)), _soft(rng, (4, 1)), {"w": _weights(rng, (4, 1))}, reg=[0.0]),
+            batch(
+                _logits(rng, (4, 1)), _soft(rng, (4, 1)), {"w": _weights(rng, (4, 1))}, reg=[0.5]
+            ),
+            batch(
+                _logits(rng, (8, 1)), _soft(rng, (8, 1)), {"w": _weights(rng, (8, 1))}, reg=[1.5]
+            ),
+            batch(
+                _logits(rng, (4, 1)), _soft(rng, (4, 1)), {"w": _weights(rng, (4, 1))}, reg=[0.0]
+            ),
         ],
     )
     return cases
@@ -534,7 +571,11 @@ def regression_cases():
     add(
         "reg_inverse_link_minus10_custom_loss",
         {"inverse_link_fn": "minus10", "loss_fn": "abs_error", "weight_column": "w"},
-        [batch(_logits(rng, (8, 1), 10.0), _logits(rng, (8, 1), 10.0), {"w": _weights(rng, (8, 1))})],
+        [
+            batch(
+                _logits(rng, (8, 1), 10.0), _logits(rng, (8, 1), 10.0), {"w": _weights(rng, (8, 1))}
+            )
+        ],
     )
     rng = np.random.default_rng(316)
     add(
@@ -548,8 +589,12 @@ def regression_cases():
         "reg_streaming_named",
         {"weight_column": "w", "label_dimension": 2, "name": "r"},
         [
-            batch(_logits(rng, (4, 2)), _logits(rng, (4, 2)), {"w": _weights(rng, (4, 1))}, reg=[0.5]),
-            batch(_logits(rng, (8, 2)), _logits(rng, (8, 2)), {"w": _weights(rng, (8, 1))}, reg=[2.0]),
+            batch(
+                _logits(rng, (4, 2)), _logits(rng, (4, 2)), {"w": _weights(rng, (4, 1))}, reg=[0.5]
+            ),
+            batch(
+                _logits(rng, (8, 2)), _logits(rng, (8, 2)), {"w": _weights(rng, (8, 1))}, reg=[2.0]
+            ),
         ],
     )
     # Poisson.
@@ -580,8 +625,16 @@ def regression_cases():
         "poisson_streaming_named_regularization",
         {"name": "p"},
         [
-            batch(_logits(rng, (4, 1), 1.0), rng.poisson(1.5, size=(4, 1)).astype(np.float32), reg=[0.5]),
-            batch(_logits(rng, (4, 1), 1.0), rng.poisson(1.5, size=(4, 1)).astype(np.float32), reg=[0.25]),
+            batch(
+                _logits(rng, (4, 1), 1.0),
+                rng.poisson(1.5, size=(4, 1)).astype(np.float32),
+                reg=[0.5],
+            ),
+            batch(
+                _logits(rng, (4, 1), 1.0),
+                rng.poisson(1.5, size=(4, 1)).astype(np.float32),
+                reg=[0.25],
+            ),
         ],
         head="PoissonRegressionHead",
     )
@@ -592,7 +645,9 @@ def multi_class_cases():
     cases = []
 
     def add(id, kwargs, batches, notes=""):
-        cases.append(dict(id=id, head="MultiClassHead", kwargs=kwargs, batches=batches, notes=notes))
+        cases.append(
+            dict(id=id, head="MultiClassHead", kwargs=kwargs, batches=batches, notes=notes)
+        )
 
     for red in ("sum_over_batch_size", "sum"):
         for weighted in (False, True):
@@ -617,14 +672,26 @@ def multi_class_cases():
     add(
         "mc_multi_dim_2x3",
         {"n_classes": 3, "weight_column": "w", "loss_reduction": "sum"},
-        [batch(_logits(rng, (2, 3, 3)), rng.integers(0, 3, size=(2, 3, 1)), {"w": _weights(rng, (2, 3))})],
+        [
+            batch(
+                _logits(rng, (2, 3, 3)),
+                rng.integers(0, 3, size=(2, 3, 1)),
+                {"w": _weights(rng, (2, 3))},
+            )
+        ],
     )
     rng = np.random.default_rng(412)
     vocab = ["aang", "iroh", "zuko"]
     add(
         "mc_vocab_regularization",
         {"n_classes": 3, "label_vocabulary": vocab},
-        [batch(_logits(rng, (8, 3)), np.array(vocab)[rng.integers(0, 3, size=(8, 1))], reg=[0.5, 1.0])],
+        [
+            batch(
+                _logits(rng, (8, 3)),
+                np.array(vocab)[rng.integers(0, 3, size=(8, 1))],
+                reg=[0.5, 1.0],
+            )
+        ],
     )
     rng = np.random.default_rng(413)
     add(
@@ -643,8 +710,12 @@ def multi_class_cases():
         "mc_streaming_named",
         {"n_classes": 4, "weight_column": "w", "name": "mc"},
         [
-            batch(_logits(rng, (4, 4)), rng.integers(0, 4, size=(4, 1)), {"w": _weights(rng, (4, 1))}),
-            batch(_logits(rng, (8, 4)), rng.integers(0, 4, size=(8, 1)), {"w": _weights(rng, (8, 1))}),
+            batch(
+                _logits(rng, (4, 4)), rng.integers(0, 4, size=(4, 1)), {"w": _weights(rng, (4, 1))}
+            ),
+            batch(
+                _logits(rng, (8, 4)), rng.integers(0, 4, size=(8, 1)), {"w": _weights(rng, (8, 1))}
+            ),
         ],
     )
     return cases
@@ -654,7 +725,9 @@ def multi_label_cases():
     cases = []
 
     def add(id, kwargs, batches, notes=""):
-        cases.append(dict(id=id, head="MultiLabelHead", kwargs=kwargs, batches=batches, notes=notes))
+        cases.append(
+            dict(id=id, head="MultiLabelHead", kwargs=kwargs, batches=batches, notes=notes)
+        )
 
     for red in ("sum_over_batch_size", "sum"):
         for weighted in (False, True):
@@ -721,11 +794,20 @@ def multi_label_cases():
     rng = np.random.default_rng(517)
     add(
         "ml_streaming_named",
-        {"n_classes": 3, "weight_column": "w", "thresholds": [0.5], "name": "ml",
-         "classes_for_class_based_metrics": [1]},
+        {
+            "n_classes": 3,
+            "weight_column": "w",
+            "thresholds": [0.5],
+            "name": "ml",
+            "classes_for_class_based_metrics": [1],
+        },
         [
-            batch(_logits(rng, (4, 3)), _hard(rng, (4, 3)), {"w": _weights(rng, (4, 1))}, reg=[0.5]),
-            batch(_logits(rng, (8, 3)), _hard(rng, (8, 3)), {"w": _weights(rng, (8, 1))}, reg=[1.0]),
+            batch(
+                _logits(rng, (4, 3)), _hard(rng, (4, 3)), {"w": _weights(rng, (4, 1))}, reg=[0.5]
+            ),
+            batch(
+                _logits(rng, (8, 3)), _hard(rng, (8, 3)), {"w": _weights(rng, (8, 1))}, reg=[1.0]
+            ),
         ],
     )
     return cases
@@ -751,7 +833,10 @@ def multi_head_cases():
             )
         ],
     )
-    bin_a = {"head": "BinaryClassHead", "kwargs": {"name": "a", "weight_column": "w", "thresholds": [0.5]}}
+    bin_a = {
+        "head": "BinaryClassHead",
+        "kwargs": {"name": "a", "weight_column": "w", "thresholds": [0.5]},
+    }
     reg_b = {"head": "RegressionHead", "kwargs": {"name": "b", "label_dimension": 2}}
     mc_c = {"head": "MultiClassHead", "kwargs": {"name": "c", "n_classes": 3, "weight_column": "w"}}
     rng = np.random.default_rng(601)
@@ -761,7 +846,11 @@ def multi_head_cases():
         [
             batch(
                 {"a": _logits(rng, (8, 1)), "b": _logits(rng, (8, 2)), "c": _logits(rng, (8, 3))},
-                {"a": _hard(rng, (8, 1)), "b": _logits(rng, (8, 2)), "c": rng.integers(0, 3, size=(8, 1))},
+                {
+                    "a": _hard(rng, (8, 1)),
+                    "b": _logits(rng, (8, 2)),
+                    "c": rng.integers(0, 3, size=(8, 1)),
+                },
                 {"w": _weights(rng, (8, 1))},
                 reg=[0.5, 0.25],
                 labels_dtype={"a": "int64", "b": "float32", "c": "int64"},
@@ -773,7 +862,10 @@ def multi_head_cases():
         "mh_streaming_sum",
         {
             "heads": [
-                {"head": "BinaryClassHead", "kwargs": {"name": "a", "weight_column": "w", "loss_reduction": "sum"}},
+                {
+                    "head": "BinaryClassHead",
+                    "kwargs": {"name": "a", "weight_column": "w", "loss_reduction": "sum"},
+                },
                 {"head": "RegressionHead", "kwargs": {"name": "b", "loss_reduction": "sum"}},
             ],
             "head_weights": [0.5, 3.0],
@@ -910,7 +1002,9 @@ def run_v2_case(case):
     for b in batches:
         logits, labels, features, reg = batch_inputs(b)
         exp = {}
-        exp["loss"] = _f32(head.loss(labels, logits, features=features, regularization_losses=reg).numpy())
+        exp["loss"] = _f32(
+            head.loss(labels, logits, features=features, regularization_losses=reg).numpy()
+        )
         if is_multi:
             exp["unreduced_loss"], exp["weights"] = {}, {}
             for h in head._heads:
@@ -932,13 +1026,17 @@ def run_v2_case(case):
         b["expected"] = exp
         head.update_metrics(metrics, features, logits, labels, regularization_losses=reg)
         if is_multi:
-            for h, m in zip(head._heads, sub_metrics):
+            for h, m in zip(head._heads, sub_metrics, strict=True):
                 h.update_metrics(m, features, logits[h.name], labels[h.name])
     raw = metrics_json(metrics)
     if not is_multi:
         case["metrics"] = raw
         return case
-    fixed = {k: v for k, v in raw.items() if k.startswith("loss/") or k.startswith("regularization_loss/")}
+    fixed = {
+        k: v
+        for k, v in raw.items()
+        if k.startswith("loss/") or k.startswith("regularization_loss/")
+    }
     for m in sub_metrics:
         fixed.update(metrics_json(m))
     assert set(fixed) == set(raw), (sorted(fixed), sorted(raw))
@@ -1007,7 +1105,7 @@ def run_v1_binary_case(case):
                 for k, ph in feat_ph.items():
                     feed[ph] = np.asarray(b["features"][k], np.float32)
                 if reg_ph is not None:
-                    for ph, r in zip(reg_ph, b["regularization_losses"]):
+                    for ph, r in zip(reg_ph, b["regularization_losses"], strict=True):
                         feed[ph] = np.float32(r)
                 fetch = [spec.loss, loss_spec.unreduced_loss]
                 if isinstance(weights_t, tf.Tensor):

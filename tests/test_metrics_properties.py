@@ -1,0 +1,217 @@
+"""Hypothesis properties: merge algebra, streaming == one batch, AUC range, and a NumPy reference.
+
+Every example has the same shapes (3 batches of N), so each jitted check
+compiles once and hypothesis only pays for execution.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from jaxheads import metrics
+
+N = 24
+T = 11  # for T = 11 Keras' bucket rule and "p > t" agree on every threshold (see below)
+THRESHOLDS = (0.1, 0.5, 0.3, 0.9)
+METHODS = ("interpolation", "minoring", "majoring", "trapezoidal")
+SETTINGS = settings(max_examples=30, deadline=None)
+
+_grid = np.float32(np.arange(T) / (T - 1))
+_score = st.one_of(
+    st.floats(-0.25, 1.25, width=32),
+    st.sampled_from([float(x) for x in _grid] + [0.3, 0.5, 0.9, 0.0, 1.0]),
+)
+
+
+@st.composite
+def batches(draw, integer_weights: bool = True):
+    labels = draw(arrays(np.float32, (3, N), elements=st.sampled_from([0.0, 1.0, 1.0, 0.5])))
+    scores = draw(arrays(np.float32, (3, N), elements=_score))
+    if integer_weights:
+        weights = draw(arrays(np.float32, (3, N), elements=st.sampled_from([0.0, 1.0, 2.0, 3.0])))
+    else:
+        weights = draw(arrays(np.float32, (3, N), elements=st.floats(0.0, 4.0, width=32)))
+    return labels, scores, weights
+
+
+def _fresh():
+    return {
+        "curve": metrics.ConfusionCurve.empty(T),
+        "at": metrics.ConfusionAtThresholds.empty(THRESHOLDS),
+        "at_incl": metrics.ConfusionAtThresholds.empty(THRESHOLDS, inclusive=True),
+        "mean": metrics.Mean.empty(),
+        "acc": metrics.Accuracy.empty(),
+    }
+
+
+def _update(states, y, p, w):
+    return {
+        "curve": states["curve"].update(y, p, w),
+        "at": states["at"].update(y, p, w),
+        "at_incl": states["at_incl"].update(y, p, w),
+        "mean": states["mean"].update(p, w),
+        "acc": states["acc"].update(y, (p > 0.5).astype(jnp.float32), w),
+    }
+
+
+@jax.jit
+def _all_ways(y, p, w):
+    """The same data folded in, merged in every order, and as one batch."""
+    parts = [_update(_fresh(), y[i], p[i], w[i]) for i in range(3)]
+    a, b, c = parts
+    folded = _fresh()
+    for i in range(3):
+        folded = _update(folded, y[i], p[i], w[i])
+    return {
+        "folded": folded,
+        "ab_c": metrics.merge(metrics.merge(a, b), c),
+        "a_bc": metrics.merge(a, metrics.merge(b, c)),
+        "ba": metrics.merge(b, a),
+        "ab": metrics.merge(a, b),
+        "c_ab": metrics.merge(c, metrics.merge(a, b)),
+        "big": _update(_fresh(), y.reshape(-1), p.reshape(-1), w.reshape(-1)),
+    }
+
+
+def _values(tree):
+    return [
+        x.to_numpy()
+        for x in jax.tree_util.tree_leaves(tree, is_leaf=lambda x: isinstance(x, metrics.ExactSum))
+    ]
+
+
+@SETTINGS
+@given(batches(integer_weights=True))
+def test_merge_algebra_is_exact_for_integer_weights(data):
+    out = _all_ways(*data)
+    ref = _values(out["folded"])
+    for key in ("ab_c", "a_bc", "c_ab"):
+        for x, r in zip(_values(out[key]), ref, strict=True):
+            np.testing.assert_array_equal(x, r)
+    for x, r in zip(_values(out["ab"]), _values(out["ba"]), strict=True):
+        np.testing.assert_array_equal(x, r)
+    # One big batch: every integer-valued sum (counts) is identical; the mean of
+    # the scores is a float32 batch sum, equal to rounding.
+    big = out["big"]
+    for key in ("curve", "at", "at_incl", "acc"):
+        for x, r in zip(_values(big[key]), _values(out["folded"][key]), strict=True):
+            np.testing.assert_array_equal(x, r)
+    np.testing.assert_allclose(
+        big["mean"].total.to_numpy(), out["folded"]["mean"].total.to_numpy(), rtol=1e-6
+    )
+
+
+@SETTINGS
+@given(batches(integer_weights=False))
+def test_merge_algebra_float_weights(data):
+    out = _all_ways(*data)
+    ref = _values(out["folded"])
+    for key in ("ab_c", "a_bc", "c_ab"):  # double-float: associative to ~2^-47
+        for x, r in zip(_values(out[key]), ref, strict=True):
+            np.testing.assert_allclose(x, r, rtol=1e-12, atol=1e-12)
+    for x, r in zip(_values(out["big"]), ref, strict=True):  # one float32 batch sum
+        np.testing.assert_allclose(x, r, rtol=1e-6, atol=1e-5)
+    for x, r in zip(_values(out["ab"]), _values(out["ba"]), strict=True):
+        np.testing.assert_array_equal(x, r)  # TwoSum is commutative bit for bit
+
+
+# ---------------------------------------------------------------------------- NumPy reference
+def _div(a, b):
+    return np.where(b == 0, 0.0, a / np.where(b == 0, 1.0, b))
+
+
+def ref_counts(y, p, w, thresholds, inclusive=False):
+    """Weighted tp, fp, tn, fn of "p > t" (or >=) by brute force, in float64."""
+    y, p, w = (np.asarray(a, np.float64).reshape(-1) for a in (y, p, w))
+    t = np.asarray(thresholds, np.float64)
+    above = (p[:, None] >= t[None, :]) if inclusive else (p[:, None] > t[None, :])
+    pos = (y != 0).astype(np.float64)
+    tp = (w * pos) @ above
+    fp = (w * (1 - pos)) @ above
+    return tp, fp, np.sum(w * (1 - pos)) - fp, np.sum(w * pos) - tp
+
+
+def ref_auc(tp, fp, tn, fn, curve, method):
+    """Keras' AUC formulas (and TF1's trapezoid) in float64."""
+    if method == "trapezoidal":
+        eps = 1e-6
+        rec = (tp + eps) / (tp + fn + eps)
+        x, y = (
+            (fp / (fp + tn + eps), rec) if curve == "ROC" else (rec, (tp + eps) / (tp + fp + eps))
+        )
+        return np.sum((x[:-1] - x[1:]) * (y[:-1] + y[1:]) / 2)
+    if curve == "PR" and method == "interpolation":
+        p = tp + fp
+        dtp, dp = tp[:-1] - tp[1:], p[:-1] - p[1:]
+        slope = _div(dtp, np.maximum(dp, 0))
+        intercept = tp[1:] - slope * p[1:]
+        both = (p[:-1] > 0) & (p[1:] > 0)
+        ratio = np.where(both, _div(p[:-1], np.maximum(p[1:], 0)), 1.0)
+        return np.sum(
+            _div(slope * (dtp + intercept * np.log(ratio)), np.maximum(tp[1:] + fn[1:], 0))
+        )
+    rec = _div(tp, tp + fn)
+    x, y = (_div(fp, fp + tn), rec) if curve == "ROC" else (rec, _div(tp, tp + fp))
+    h = {
+        "interpolation": (y[:-1] + y[1:]) / 2,
+        "minoring": np.minimum(y[:-1], y[1:]),
+        "majoring": np.maximum(y[:-1], y[1:]),
+    }[method]
+    return np.sum((x[:-1] - x[1:]) * h)
+
+
+def test_bucket_rule_agrees_with_strict_comparison_for_T11():
+    # Keras' ceil(p (T-1)) - 1 equals "p > t_i" at every grid point when T = 11 (not
+    # for every T: e.g. T = 200 counts p == t_31 as above t_31, see test_metrics_values).
+    b = np.ceil(_grid * np.float32(T - 1)) - 1
+    np.testing.assert_array_equal(b, np.arange(T) - 1)
+
+
+@SETTINGS
+@given(batches(integer_weights=False))
+def test_matches_numpy_reference(data):
+    y, p, w = data
+    out = _all_ways(y, p, w)["folded"]
+    # ConfusionCurve: clipped scores against the evenly spaced thresholds.
+    tp, fp, tn, fn = ref_counts(y, np.clip(p, 0, 1), w, metrics.curve_thresholds(T))
+    curve = out["curve"]
+    conf = curve.confusion()
+    for got, ref in zip(
+        (conf["tp"], conf["fp"], conf["tn"], conf["fn"]), (tp, fp, tn, fn), strict=True
+    ):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-5)
+    for c in ("ROC", "PR"):
+        for m in METHODS:
+            got = float(curve.auc(c, m))
+            np.testing.assert_allclose(
+                got, ref_auc(tp, fp, tn, fn, c, m), atol=1e-6, err_msg=f"{c}/{m}"
+            )
+            assert -1e-6 <= got <= 1 + 1e-6
+    # ConfusionAtThresholds: raw scores, strict and inclusive.
+    for key, inclusive in (("at", False), ("at_incl", True)):
+        tp, fp, tn, fn = ref_counts(y, p, w, np.float32(THRESHOLDS), inclusive)
+        res = out[key].compute()
+        np.testing.assert_allclose(res["tp"], tp, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(res["tn"], tn, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(res["precision"], _div(tp, tp + fp), atol=1e-6)
+        np.testing.assert_allclose(res["recall"], _div(tp, tp + fn), atol=1e-6)
+        yf, pf, wf = (a.reshape(-1).astype(np.float64) for a in (y, p, w))
+        pred = (
+            (pf[:, None] >= np.float32(THRESHOLDS))
+            if inclusive
+            else (pf[:, None] > np.float32(THRESHOLDS))
+        )
+        match = (yf[:, None] == pred).astype(np.float64)  # soft labels never match
+        np.testing.assert_allclose(res["accuracy"], _div(wf @ match, wf.sum()), atol=1e-6)
+    # Means.
+    np.testing.assert_allclose(
+        out["mean"].compute(),
+        _div((p * w).sum(dtype=np.float64), w.sum(dtype=np.float64)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    acc = ((y == (p > 0.5)).astype(np.float64) * w).sum() / max(w.sum(dtype=np.float64), 1e-30)
+    np.testing.assert_allclose(out["acc"].compute(), acc if w.sum() else 0.0, rtol=1e-5, atol=1e-6)
