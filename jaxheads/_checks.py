@@ -78,10 +78,14 @@ def shape_str(shape: tuple[int, ...]) -> str:
 def float_logits(logits: Any, logits_dimension: int) -> jax.Array:
     """Casts logits to float32 and checks their shape is ``[D0, …, DN, logits_dimension]``."""
     if logits is None:
-        raise ValueError("logits must not be None: expected an array of shape [D0, ..., DN, "
-                         f"{logits_dimension}].")
+        raise ValueError(
+            "logits must not be None: expected an array of shape [D0, ..., DN, "
+            f"{logits_dimension}]."
+        )
     logits = jnp.asarray(logits)
-    if not (jnp.issubdtype(logits.dtype, jnp.floating) or jnp.issubdtype(logits.dtype, jnp.integer)):
+    if not (
+        jnp.issubdtype(logits.dtype, jnp.floating) or jnp.issubdtype(logits.dtype, jnp.integer)
+    ):
         raise TypeError(f"logits must be a float or integer array, got dtype {logits.dtype}.")
     if logits.ndim < 2:
         raise ValueError(
@@ -176,9 +180,7 @@ def weights_from_features(
         or jnp.issubdtype(weights.dtype, jnp.integer)
         or weights.dtype == jnp.bool_
     ):
-        raise ValueError(
-            f"Weight column should be castable to float. Given dtype: {weights.dtype}"
-        )
+        raise ValueError(f"Weight column should be castable to float. Given dtype: {weights.dtype}")
     weights = weights.astype(jnp.float32)
     if column.normalizer_fn is not None:
         weights = jnp.asarray(column.normalizer_fn(weights), jnp.float32)
@@ -209,14 +211,10 @@ def check_loss_fn_args(loss_fn: Callable[..., Any] | None, allowed: frozenset[st
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn)}.")
     params = inspect.signature(loss_fn).parameters.values()
-    names = tuple(
-        p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    )
+    names = tuple(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
     for required in ("labels", "logits"):
         if required not in names:
-            raise ValueError(
-                f"loss_fn must contain argument: {required}. Given arguments: {names}"
-            )
+            raise ValueError(f"loss_fn must contain argument: {required}. Given arguments: {names}")
     unexpected = [n for n in names if n not in allowed]
     if unexpected:
         raise ValueError(

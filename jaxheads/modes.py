@@ -17,7 +17,12 @@ class ModeKeys:
 
     @classmethod
     def validate(cls, mode: str) -> str:
-        canonical = {"train": cls.TRAIN, "eval": cls.EVAL, "predict": cls.PREDICT, "infer": cls.PREDICT}
+        canonical = {
+            "train": cls.TRAIN,
+            "eval": cls.EVAL,
+            "predict": cls.PREDICT,
+            "infer": cls.PREDICT,
+        }
         key = mode.lower() if isinstance(mode, str) else None
         if key not in canonical:
             raise ValueError(

@@ -89,7 +89,9 @@ def safe_divide(numerator: ArrayLike, denominator: ArrayLike) -> jax.Array:
     numerator = jnp.asarray(numerator)
     denominator = jnp.asarray(denominator)
     is_zero = denominator == 0
-    return jnp.where(is_zero, jnp.zeros_like(numerator), numerator / jnp.where(is_zero, 1, denominator))
+    return jnp.where(
+        is_zero, jnp.zeros_like(numerator), numerator / jnp.where(is_zero, 1, denominator)
+    )
 
 
 def reduce_weighted_loss(

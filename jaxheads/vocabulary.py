@@ -27,8 +27,10 @@ def is_string_array(labels: Any) -> bool:
     if isinstance(labels, np.ndarray):
         if labels.dtype.kind in "US":
             return True
-        return labels.dtype.kind == "O" and labels.size > 0 and isinstance(
-            labels.reshape(-1)[0], (str, bytes)
+        return (
+            labels.dtype.kind == "O"
+            and labels.size > 0
+            and isinstance(labels.reshape(-1)[0], (str, bytes))
         )
     if isinstance(labels, (list, tuple)):
         flat = labels

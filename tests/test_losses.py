@@ -82,7 +82,8 @@ def test_sparse_softmax_ce():
     assert float(big[0, 0]) == 0.0
     # TF 2.15 values at huge logits (tests/data/tf_reference_multi_class.json, mc_large_logits).
     huge = losses.sparse_softmax_cross_entropy(
-        jnp.array([[0], [0]]), jnp.array([[-1e4, -1e4, -1e4], [1e4, 1.846, 1e4]]))
+        jnp.array([[0], [0]]), jnp.array([[-1e4, -1e4, -1e4], [1e4, 1.846, 1e4]])
+    )
     np.testing.assert_allclose(huge[:, 0], [np.log(3.0), np.log(2.0)], rtol=1e-6)
 
 

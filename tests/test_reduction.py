@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 import jaxheads as jh
 
@@ -126,8 +127,8 @@ def test_shard_map_reduction_is_global(reduction):
     )
 
     @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P("batch"), P("batch")), out_specs=P())
-    def sharded(l, w):
-        return jh.reduce_weighted_loss(l, w, reduction, axis_name="batch")
+    def sharded(loss_shard, weight_shard):
+        return jh.reduce_weighted_loss(loss_shard, weight_shard, reduction, axis_name="batch")
 
     expected = jh.reduce_weighted_loss(loss, weights, reduction)
     np.testing.assert_allclose(jax.jit(sharded)(loss, weights), expected, rtol=1e-6)

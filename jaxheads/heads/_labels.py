@@ -33,25 +33,29 @@ def encode_string_labels(labels: Any, vocabulary: LabelVocabulary | None) -> np.
 def check_numeric(labels: jax.Array, what: str = "labels") -> None:
     dtype = labels.dtype
     if not (
-        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_
+        jnp.issubdtype(dtype, jnp.floating)
+        or jnp.issubdtype(dtype, jnp.integer)
+        or dtype == jnp.bool_
     ):
         raise TypeError(f"{what} must be numeric (bool, int or float), got dtype {dtype}.")
 
 
-def check_range(
-    labels: jax.Array, n_classes: int, message: str | None = None
-) -> None:
+def check_range(labels: jax.Array, n_classes: int, message: str | None = None) -> None:
     """TF's ``check_label_range``: ``0 <= labels <= n_classes - 1`` (values checked when known)."""
     upper = n_classes - 1
     _checks.check_values(
         labels,
         lambda x: x <= upper,
-        lambda bad: (message or f"Labels must be <= {n_classes} - 1")
-        + f": got {_preview(bad)}, expected values in [0, {upper}].",
+        lambda bad: (
+            (message or f"Labels must be <= {n_classes} - 1")
+            + f": got {_preview(bad)}, expected values in [0, {upper}]."
+        ),
     )
     _checks.check_values(
         labels,
         lambda x: x >= 0,
-        lambda bad: (message or "Labels must be >= 0")
-        + f": got {_preview(bad)}, expected values in [0, {upper}].",
+        lambda bad: (
+            (message or "Labels must be >= 0")
+            + f": got {_preview(bad)}, expected values in [0, {upper}]."
+        ),
     )

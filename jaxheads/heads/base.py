@@ -62,7 +62,9 @@ jax.tree_util.register_dataclass(
 )
 
 
-def sum_regularization_losses(regularization_losses: Sequence[ArrayLike] | None) -> jax.Array | None:
+def sum_regularization_losses(
+    regularization_losses: Sequence[ArrayLike] | None,
+) -> jax.Array | None:
     """``add_n(regularization_losses)`` in float32, or ``None`` when there are none."""
     if regularization_losses is None:
         return None
@@ -82,6 +84,31 @@ def sum_regularization_losses(regularization_losses: Sequence[ArrayLike] | None)
                 f"regularization_losses[{i}] must be a scalar, got shape {_checks.shape_str(v.shape)}."
             )
     return jnp.sum(jnp.stack(values))
+
+
+def wants_regularization_metric(regularization_losses: Any) -> bool:
+    """Whether ``init_metrics(regularization_losses)`` should track ``regularization_loss``."""
+    return regularization_losses is not None and regularization_losses is not False
+
+
+def update_regularization_metric(
+    state: dict[str, Any], new: dict[str, Any], regularization_losses: Sequence[ArrayLike] | None
+) -> None:
+    """Folds ``add_n(regularization_losses)`` into ``new["regularization_loss"]``, if given."""
+    regularization = sum_regularization_losses(regularization_losses)
+    if regularization is None:
+        return
+    if "regularization_loss" not in state:
+        raise ValueError(
+            "regularization_losses were given but the metric state does not track them: "
+            "create it with init_metrics(regularization_losses=True)."
+        )
+    new["regularization_loss"] = state["regularization_loss"].update(regularization)
+
+
+def classification_outputs(predictions: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """The ``classification`` signature: class scores and the class ids they belong to."""
+    return {"scores": predictions["probabilities"], "class_ids": predictions["all_class_ids"]}
 
 
 class Head(abc.ABC):
@@ -130,7 +157,9 @@ class Head(abc.ABC):
             features, self.weight_column, logits.shape, self._allow_per_logit_weights
         )
 
-    def _per_element_loss(self, labels: jax.Array, logits: jax.Array, features: Features) -> jax.Array:
+    def _per_element_loss(
+        self, labels: jax.Array, logits: jax.Array, features: Features
+    ) -> jax.Array:
         if self.loss_fn is None:
             return self._builtin_loss(labels, logits)
         params = _checks.loss_fn_params(self.loss_fn)
@@ -232,7 +261,9 @@ class Head(abc.ABC):
 
     # ---------------------------------------------------------------- predictions
     @abc.abstractmethod
-    def predictions(self, logits: ArrayLike, keys: Sequence[str] | None = None) -> dict[str, jax.Array]:
+    def predictions(
+        self, logits: ArrayLike, keys: Sequence[str] | None = None
+    ) -> dict[str, jax.Array]:
         """Named prediction arrays."""
 
     @abc.abstractmethod
@@ -240,7 +271,10 @@ class Head(abc.ABC):
         """Serving signatures: name → dict of arrays, ``serving_default`` first."""
 
     def _select_predictions(
-        self, predictions: dict[str, jax.Array], keys: Sequence[str] | None, host_keys: Sequence[str] = ()
+        self,
+        predictions: dict[str, jax.Array],
+        keys: Sequence[str] | None,
+        host_keys: Sequence[str] = (),
     ) -> dict[str, jax.Array]:
         if keys is None:
             return predictions
@@ -289,6 +323,10 @@ class Head(abc.ABC):
         if mode == ModeKeys.TRAIN:
             return HeadSpec(mode, predictions, loss=loss)
         state = self.update_metrics(
-            self.init_metrics(regularization_losses), features, logits, labels, regularization_losses
+            self.init_metrics(regularization_losses),
+            features,
+            logits,
+            labels,
+            regularization_losses,
         )
         return HeadSpec(mode, predictions, loss=loss, metrics=state)

@@ -13,7 +13,13 @@ from jax.typing import ArrayLike
 
 from jaxheads import _checks, losses, metrics
 from jaxheads.heads import _labels
-from jaxheads.heads.base import Features, Head, sum_regularization_losses
+from jaxheads.heads.base import (
+    Features,
+    Head,
+    classification_outputs,
+    update_regularization_metric,
+    wants_regularization_metric,
+)
 from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import LabelVocabulary, default_class_names
 
@@ -72,7 +78,9 @@ class BinaryClassHead(Head):
 
     def __post_init__(self) -> None:
         vocabulary = LabelVocabulary.from_argument(self.label_vocabulary)
-        object.__setattr__(self, "label_vocabulary", None if vocabulary is None else vocabulary.classes)
+        object.__setattr__(
+            self, "label_vocabulary", None if vocabulary is None else vocabulary.classes
+        )
         object.__setattr__(self, "thresholds", _checks.check_thresholds(self.thresholds))
         self._validate_common()
         if self.compat not in _COMPAT:
@@ -113,7 +121,9 @@ class BinaryClassHead(Head):
         return losses.sigmoid_cross_entropy(labels, logits)
 
     # ---------------------------------------------------------------- predictions
-    def predictions(self, logits: ArrayLike, keys: Sequence[str] | None = None) -> dict[str, jax.Array]:
+    def predictions(
+        self, logits: ArrayLike, keys: Sequence[str] | None = None
+    ) -> dict[str, jax.Array]:
         """Prediction arrays, TF's keys (the string keys come from :meth:`class_names`).
 
         Returns a dict with ``logits`` f32 ``[…, 1]``, ``logistic`` (sigmoid)
@@ -145,10 +155,7 @@ class BinaryClassHead(Head):
     def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
         """``serving_default``/``classification`` (scores, class ids), ``regression``, ``predict``."""
         predictions = self.predictions(logits)
-        classification = {
-            "scores": predictions["probabilities"],
-            "class_ids": predictions["all_class_ids"],
-        }
+        classification = classification_outputs(predictions)
         return {
             "serving_default": classification,
             "classification": classification,
@@ -178,7 +185,7 @@ class BinaryClassHead(Head):
                 state["thresholds_inclusive"] = metrics.ConfusionAtThresholds.empty(
                     thresholds=self.thresholds, inclusive=True
                 )
-        if regularization_losses is not None and regularization_losses is not False:
+        if wants_regularization_metric(regularization_losses):
             state["regularization_loss"] = metrics.Mean.empty()
         return state
 
@@ -204,14 +211,7 @@ class BinaryClassHead(Head):
         for key in ("thresholds", "thresholds_inclusive"):
             if key in state:
                 new[key] = state[key].update(labels, logistic, weights)
-        regularization = sum_regularization_losses(regularization_losses)
-        if regularization is not None:
-            if "regularization_loss" not in state:
-                raise ValueError(
-                    "regularization_losses were given but the metric state does not track them: "
-                    "create it with init_metrics(regularization_losses=True)."
-                )
-            new["regularization_loss"] = state["regularization_loss"].update(regularization)
+        update_regularization_metric(state, new, regularization_losses)
         return new
 
     def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:

@@ -13,7 +13,13 @@ from jax.typing import ArrayLike
 
 from jaxheads import _checks, losses, metrics
 from jaxheads.heads import _labels
-from jaxheads.heads.base import Features, Head, sum_regularization_losses
+from jaxheads.heads.base import (
+    Features,
+    Head,
+    classification_outputs,
+    update_regularization_metric,
+    wants_regularization_metric,
+)
 from jaxheads.heads.multi_label import SparseLabels
 from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import LabelVocabulary, default_class_names, is_string_array
@@ -225,10 +231,7 @@ class MultiClassHead(Head):
     def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
         """``serving_default``/``classification`` (scores, class ids) and ``predict``."""
         predictions = self.predictions(logits)
-        classification = {
-            "scores": predictions["probabilities"],
-            "class_ids": predictions["all_class_ids"],
-        }
+        classification = classification_outputs(predictions)
         return {
             "serving_default": classification,
             "classification": classification,
@@ -246,7 +249,7 @@ class MultiClassHead(Head):
             "average_loss": metrics.Mean.empty(),
             "accuracy": metrics.Accuracy.empty(),
         }
-        if regularization_losses is not None and regularization_losses is not False:
+        if wants_regularization_metric(regularization_losses):
             state["regularization_loss"] = metrics.Mean.empty()
         return state
 
@@ -265,14 +268,7 @@ class MultiClassHead(Head):
         new = dict(state)
         new["average_loss"] = state["average_loss"].update(loss, weights)
         new["accuracy"] = state["accuracy"].update(label_ids, class_ids, weights)
-        regularization = sum_regularization_losses(regularization_losses)
-        if regularization is not None:
-            if "regularization_loss" not in state:
-                raise ValueError(
-                    "regularization_losses were given but the metric state does not track them: "
-                    "create it with init_metrics(regularization_losses=True)."
-                )
-            new["regularization_loss"] = state["regularization_loss"].update(regularization)
+        update_regularization_metric(state, new, regularization_losses)
         return new
 
     def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:

@@ -11,7 +11,14 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxheads import _checks, metrics
-from jaxheads.heads.base import Features, Head, HeadSpec, sum_regularization_losses
+from jaxheads.heads.base import (
+    Features,
+    Head,
+    HeadSpec,
+    sum_regularization_losses,
+    update_regularization_metric,
+    wants_regularization_metric,
+)
 from jaxheads.modes import ModeKeys
 from jaxheads.reduction import Reduction
 
@@ -353,7 +360,7 @@ class MultiHead(Head):
             "heads": {head.name: head.init_metrics() for head in self.heads},
             "loss": {head.name: metrics.Mean.empty() for head in self.heads},
         }
-        if regularization_losses is not None and regularization_losses is not False:
+        if wants_regularization_metric(regularization_losses):
             state["regularization_loss"] = metrics.Mean.empty()
         return state
 
@@ -381,14 +388,7 @@ class MultiHead(Head):
         new = dict(state)
         new["heads"] = heads_state
         new["loss"] = loss_state
-        regularization = sum_regularization_losses(regularization_losses)
-        if regularization is not None:
-            if "regularization_loss" not in state:
-                raise ValueError(
-                    "regularization_losses were given but the metric state does not track them: "
-                    "create it with init_metrics(regularization_losses=True)."
-                )
-            new["regularization_loss"] = state["regularization_loss"].update(regularization)
+        update_regularization_metric(state, new, regularization_losses)
         return new
 
     def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:

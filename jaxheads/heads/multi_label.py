@@ -24,7 +24,14 @@ from jax.typing import ArrayLike
 
 from jaxheads import _checks, losses, metrics
 from jaxheads.heads import _labels
-from jaxheads.heads.base import LOSS_FN_ARGS, Features, Head, sum_regularization_losses
+from jaxheads.heads.base import (
+    LOSS_FN_ARGS,
+    Features,
+    Head,
+    classification_outputs,
+    update_regularization_metric,
+    wants_regularization_metric,
+)
 from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import LabelVocabulary, default_class_names, is_string_array
 
@@ -396,10 +403,7 @@ class MultiLabelHead(Head):
     def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
         """``serving_default``/``classification`` (scores, class ids) and ``predict``."""
         predictions = self.predictions(logits)
-        classification = {
-            "scores": predictions["probabilities"],
-            "class_ids": predictions["all_class_ids"],
-        }
+        classification = classification_outputs(predictions)
         return {
             "serving_default": classification,
             "classification": classification,
@@ -433,7 +437,7 @@ class MultiLabelHead(Head):
             state[f"curve/{class_id}"] = metrics.ConfusionCurve.empty(
                 num_thresholds=self.num_thresholds
             )
-        if regularization_losses is not None and regularization_losses is not False:
+        if wants_regularization_metric(regularization_losses):
             state["regularization_loss"] = metrics.Mean.empty()
         return state
 
@@ -463,14 +467,7 @@ class MultiLabelHead(Head):
             new[f"curve/{class_id}"] = state[f"curve/{class_id}"].update(
                 labels[..., column], class_probabilities, weights
             )
-        regularization = sum_regularization_losses(regularization_losses)
-        if regularization is not None:
-            if "regularization_loss" not in state:
-                raise ValueError(
-                    "regularization_losses were given but the metric state does not track them: "
-                    "create it with init_metrics(regularization_losses=True)."
-                )
-            new["regularization_loss"] = state["regularization_loss"].update(regularization)
+        update_regularization_metric(state, new, regularization_losses)
         return new
 
     def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:

@@ -19,7 +19,12 @@ from jax.typing import ArrayLike
 
 from jaxheads import _checks, losses, metrics
 from jaxheads.heads import _labels
-from jaxheads.heads.base import Features, Head, sum_regularization_losses
+from jaxheads.heads.base import (
+    Features,
+    Head,
+    update_regularization_metric,
+    wants_regularization_metric,
+)
 from jaxheads.reduction import Reduction
 
 __all__ = [
@@ -60,7 +65,9 @@ class _RegressionFamily(Head):
         self._check_label_values(labels)
         return labels
 
-    def predictions(self, logits: ArrayLike, keys: Sequence[str] | None = None) -> dict[str, jax.Array]:
+    def predictions(
+        self, logits: ArrayLike, keys: Sequence[str] | None = None
+    ) -> dict[str, jax.Array]:
         """``predictions`` f32 ``[…, d]`` (after the inverse link) and, with a link, ``logits``."""
         logits = self._float_logits(logits)
         linked = self._inverse_link(logits)
@@ -83,7 +90,7 @@ class _RegressionFamily(Head):
             "prediction/mean": metrics.Mean.empty(),
             "label/mean": metrics.Mean.empty(),
         }
-        if regularization_losses is not None and regularization_losses is not False:
+        if wants_regularization_metric(regularization_losses):
             state["regularization_loss"] = metrics.Mean.empty()
         return state
 
@@ -103,14 +110,7 @@ class _RegressionFamily(Head):
         new["average_loss"] = state["average_loss"].update(loss, weights)
         new["prediction/mean"] = state["prediction/mean"].update(predictions, weights)
         new["label/mean"] = state["label/mean"].update(labels, weights)
-        regularization = sum_regularization_losses(regularization_losses)
-        if regularization is not None:
-            if "regularization_loss" not in state:
-                raise ValueError(
-                    "regularization_losses were given but the metric state does not track them: "
-                    "create it with init_metrics(regularization_losses=True)."
-                )
-            new["regularization_loss"] = state["regularization_loss"].update(regularization)
+        update_regularization_metric(state, new, regularization_losses)
         return new
 
     def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
@@ -242,7 +242,9 @@ def regression_head(
     name: str | None = None,
 ) -> RegressionHead:
     """TF1's ``tf.contrib.estimator.regression_head`` (note its argument order)."""
-    return RegressionHead(label_dimension, weight_column, loss_reduction, loss_fn, inverse_link_fn, name)
+    return RegressionHead(
+        label_dimension, weight_column, loss_reduction, loss_fn, inverse_link_fn, name
+    )
 
 
 def logistic_regression_head(
@@ -262,4 +264,6 @@ def poisson_regression_head(
     name: str | None = None,
 ) -> PoissonRegressionHead:
     """TF1's ``tf.contrib.estimator.poisson_regression_head`` (note its argument order)."""
-    return PoissonRegressionHead(label_dimension, weight_column, loss_reduction, compute_full_loss, name)
+    return PoissonRegressionHead(
+        label_dimension, weight_column, loss_reduction, compute_full_loss, name
+    )
