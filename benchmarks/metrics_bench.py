@@ -47,15 +47,27 @@ NUM_THRESHOLDS = 200
 
 
 # ---------------------------------------------------------------------------- helpers
-def _timeit(fn: Callable[..., Any], *args: Any, repeats: int) -> float:
-    """Median wall time in ms of ``fn(*args)`` (after one warm-up / compile call)."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _interleaved(
+    contenders: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]], repeats: int
+) -> dict[str, list[float]]:
+    """Wall times (ms) of each contender, run round-robin after one warm-up call each.
+
+    Interleaving makes background load on a shared machine hit every
+    contender alike, so the per-round ratios stay meaningful.
+    """
+    for fn, args in contenders.values():
         jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for _ in range(repeats):
+        for name, (fn, args) in contenders.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append(1e3 * (time.perf_counter() - t0))
+    return times
+
+
+def _median_ratio(num: list[float], den: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
 
 
 def _inputs(n: int, seed: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -256,7 +268,7 @@ def keras_contender() -> tuple[Callable[..., Any], Any, Callable[..., dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10**4, 10**5, 10**6, 10**7])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument(
         "--no-naive-above",
         type=int,
@@ -286,7 +298,10 @@ def main() -> None:
         print(f"Keras {keras.__version__}")
 
     shape = "[N, 1] as given" if args.keep_shape else "flat [N] views of the [N, 1] inputs"
-    print(f"\nFull binary-head metric update per batch (ms, median; {shape})")
+    print(
+        f"\nFull binary-head metric update per batch (ms, median of {args.repeats} runs, ours "
+        f"and keras interleaved; keras/ours = median of per-round ratios; {shape})"
+    )
     print(
         f"{'N':>10} | {'ours ms':>9} | {'keras ms':>9} | {'naive ms':>9} | "
         f"{'keras/ours':>10} | {'naive/ours':>10}"
@@ -294,29 +309,33 @@ def main() -> None:
     print("-" * 72)
     for n in args.sizes:
         logits, labels, weights = _inputs(n)
-        st = ours_init()
-        t_ours = _timeit(ours_update, st, logits, labels, weights, repeats=args.repeats)
-        ours_vals = ours_compute(ours_update(st, logits, labels, weights))
-        t_keras = t_naive = float("nan")
+        data = (logits, labels, weights)
+        contenders = {"ours": (ours_update, (ours_init(), *data))}
         if keras_c is not None:
             k_update, k_vars, k_compute = keras_c
-            t_keras = _timeit(k_update, k_vars, logits, labels, weights, repeats=args.repeats)
-            k_vals = k_compute(k_update(k_vars, logits, labels, weights))
+            contenders["keras"] = (k_update, (k_vars, *data))
+        reps = args.repeats if n < 10**7 else max(3, args.repeats // 2)
+        times = _interleaved(contenders, reps)
+        if n <= args.no_naive_above:
+            # Timed on its own: its [N, T] work churns memory and would slow down
+            # whichever contender runs right after it.
+            naive = (naive_update, (naive_init(), *data))
+            times["naive"] = _interleaved({"naive": naive}, max(3, reps // 3))["naive"]
+        if keras_c is not None:  # same numbers?
+            ours_vals = ours_compute(ours_update(ours_init(), *data))
+            k_vals = k_compute(k_update(k_vars, *data))
             worst = max(abs(k_vals[k] - ours_vals[k]) for k in k_vals)
             if worst > 1e-4:
                 print(f"  warning: ours and keras differ by {worst:.2e} at N={n}")
-        if n <= args.no_naive_above:
-            t_naive = _timeit(
-                naive_update,
-                naive_init(),
-                logits,
-                labels,
-                weights,
-                repeats=max(3, args.repeats // 2),
-            )
+        med = {k: statistics.median(v) for k, v in times.items()}
+        nan = float("nan")
+        ratio = {
+            "keras": _median_ratio(times["keras"], times["ours"]) if "keras" in times else nan,
+            "naive": med["naive"] / med["ours"] if "naive" in times else nan,
+        }
         print(
-            f"{n:>10} | {t_ours:>9.3f} | {t_keras:>9.3f} | {t_naive:>9.3f} | "
-            f"{t_keras / t_ours:>10.1f} | {t_naive / t_ours:>10.1f}"
+            f"{n:>10} | {med['ours']:>9.3f} | {med.get('keras', nan):>9.3f} | "
+            f"{med.get('naive', nan):>9.3f} | {ratio['keras']:>10.1f} | {ratio['naive']:>10.1f}"
         )
 
     if args.skip_curve_table:
@@ -332,23 +351,21 @@ def main() -> None:
     for n in args.sizes:
         logits, labels, weights = (a.reshape(-1) for a in _inputs(n))
         prob = jax.nn.sigmoid(logits)
-        t_small = _timeit(
-            curve_update,
-            metrics.ConfusionCurve.empty(200),
-            labels,
-            prob,
-            weights,
-            repeats=args.repeats,
+        times = _interleaved(
+            {
+                "small": (curve_update, (metrics.ConfusionCurve.empty(200), labels, prob, weights)),
+                "big": (
+                    curve_update,
+                    (metrics.ConfusionCurve.empty(20_000), labels, prob, weights),
+                ),
+            },
+            args.repeats,
         )
-        t_big = _timeit(
-            curve_update,
-            metrics.ConfusionCurve.empty(20_000),
-            labels,
-            prob,
-            weights,
-            repeats=args.repeats,
+        t_small, t_big = (statistics.median(times[k]) for k in ("small", "big"))
+        print(
+            f"{n:>10} | {t_small:>9.3f} | {t_big:>9.3f} | "
+            f"{_median_ratio(times['big'], times['small']):>6.2f}"
         )
-        print(f"{n:>10} | {t_small:>9.3f} | {t_big:>9.3f} | {t_big / t_small:>6.2f}")
 
 
 if __name__ == "__main__":

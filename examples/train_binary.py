@@ -76,7 +76,9 @@ ax1.set(
     ylabel="true positive rate",
     title=f"ROC, AUC = {values['auc']:.3f}",
 )
-ax2.plot(pr["recall"][:-1], pr["precision"][:-1])
+counts = metrics["curve"].confusion()
+defined = np.asarray(counts["tp"] + counts["fp"]) > 0  # precision needs predicted positives
+ax2.plot(np.asarray(pr["recall"])[defined], np.asarray(pr["precision"])[defined])
 ax2.set(xlabel="recall", ylabel="precision", title=f"PR-AUC = {values['auc_precision_recall']:.3f}")
 fig.tight_layout()
 fig.savefig(OUT / "binary_curves.png", dpi=100)

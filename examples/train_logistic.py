@@ -80,7 +80,9 @@ ax1.set(
     ylabel="true positive rate",
     title=f"ROC, AUC = {curve.roc_auc():.3f}",
 )
-ax2.plot(pr["recall"][:-1], pr["precision"][:-1])
+counts = curve.confusion()
+defined = np.asarray(counts["tp"] + counts["fp"]) > 0  # precision needs predicted positives
+ax2.plot(np.asarray(pr["recall"])[defined], np.asarray(pr["precision"])[defined])
 ax2.set(xlabel="recall", ylabel="precision", title=f"PR, AUC = {curve.pr_auc():.3f}")
 fig.suptitle("progression above the midpoint (label > 0.5)")
 fig.tight_layout()

@@ -15,7 +15,13 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-__all__ = ["Reduction", "reduce_weighted_loss", "safe_divide"]
+__all__ = [
+    "Reduction",
+    "divide_loss_terms",
+    "reduce_weighted_loss",
+    "safe_divide",
+    "weighted_loss_terms",
+]
 
 
 class Reduction(str, enum.Enum):
@@ -94,6 +100,55 @@ def safe_divide(numerator: ArrayLike, denominator: ArrayLike) -> jax.Array:
     )
 
 
+def weighted_loss_terms(
+    loss: ArrayLike,
+    weights: ArrayLike,
+    reduction: Reduction | str,
+    num_elements: ArrayLike | None = None,
+) -> tuple[jax.Array, jax.Array | None]:
+    """The reduction as additive float32 terms ``(Σ W·L, denominator)``.
+
+    The loss is ``total / denominator`` (``total`` alone for ``SUM``, whose
+    denominator is ``None``). Both terms add up over shards and micro-batches:
+    sum them, then divide once, and the result is the loss of the whole batch.
+
+    Args:
+      loss: per-element loss ``[D0, …, DN, k]``, any float dtype.
+      weights: the same shape, or ``[D0, …, DN, 1]``.
+      reduction: a :class:`Reduction` (or one of its accepted strings).
+      num_elements: the ``SUM_OVER_BATCH_SIZE`` denominator when it is not
+        ``size(loss)`` (e.g. only the valid steps of padded sequences).
+
+    Examples:
+      >>> total, denominator = weighted_loss_terms(jnp.array([[2.0], [4.0]]), jnp.ones((2, 1)), "mean")
+      >>> float(total), float(denominator)
+      (6.0, 2.0)
+    """
+    reduction = Reduction.validate(reduction)
+    loss = jnp.asarray(loss, jnp.float32)
+    weights = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), loss.shape)
+    total = jnp.sum(weights * loss)
+    if reduction is Reduction.SUM:
+        return total, None
+    if reduction is Reduction.SUM_OVER_BATCH_SIZE:
+        count = loss.size if num_elements is None else num_elements
+        return total, jnp.asarray(count, jnp.float32)
+    if reduction is Reduction.MEAN:
+        return total, jnp.sum(weights)
+    return total, jnp.sum((weights != 0).astype(jnp.float32))
+
+
+def divide_loss_terms(
+    total: jax.Array, denominator: jax.Array | None, axis_name: Any = None
+) -> jax.Array:
+    """``total / denominator`` (0 where it is 0), after summing both over ``axis_name`` if given."""
+    if axis_name is not None:
+        total = jax.lax.psum(total, axis_name)
+        if denominator is not None:
+            denominator = jax.lax.psum(denominator, axis_name)
+    return total if denominator is None else safe_divide(total, denominator)
+
+
 def reduce_weighted_loss(
     loss: ArrayLike,
     weights: ArrayLike,
@@ -119,20 +174,5 @@ def reduce_weighted_loss(
       >>> float(reduce_weighted_loss(loss, w, "sum_by_nonzero_weights"))
       33.0
     """
-    reduction = Reduction.validate(reduction)
-    loss = jnp.asarray(loss, jnp.float32)
-    weights = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), loss.shape)
-    total = jnp.sum(weights * loss)
-    if reduction is Reduction.SUM:
-        denominator = None
-    elif reduction is Reduction.SUM_OVER_BATCH_SIZE:
-        denominator = jnp.asarray(loss.size, jnp.float32)
-    elif reduction is Reduction.MEAN:
-        denominator = jnp.sum(weights)
-    else:
-        denominator = jnp.sum((weights != 0).astype(jnp.float32))
-    if axis_name is not None:
-        total = jax.lax.psum(total, axis_name)
-        if denominator is not None:
-            denominator = jax.lax.psum(denominator, axis_name)
-    return total if denominator is None else safe_divide(total, denominator)
+    total, denominator = weighted_loss_terms(loss, weights, reduction)
+    return divide_loss_terms(total, denominator, axis_name)

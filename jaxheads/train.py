@@ -55,7 +55,7 @@ from jax.typing import ArrayLike
 
 from jaxheads import metrics as jh_metrics
 from jaxheads.modes import ModeKeys
-from jaxheads.reduction import Reduction, safe_divide
+from jaxheads.reduction import Reduction, divide_loss_terms, safe_divide
 
 __all__ = [
     "StepOutput",
@@ -189,8 +189,8 @@ def loss_terms(
     regularization, and ``total`` alone for ``Reduction.SUM`` (denominator
     ``None``). Both terms are additive: summing them over shards or
     micro-batches and dividing once gives the loss of the whole batch, where a
-    mean of per-shard losses would be biased. Works for every head with
-    ``unreduced_loss`` and ``loss_reduction``.
+    mean of per-shard losses would be biased. Works for every head but a
+    ``MultiHead`` (whose loss is a weighted sum of its heads' losses).
 
     Examples:
       >>> import jaxheads as jh
@@ -202,27 +202,10 @@ def loss_terms(
     """
     if not _has_loss_terms(head):
         raise ValueError(
-            f"{type(head).__name__}'s loss is not one weighted reduction (it needs "
-            "`unreduced_loss` returning arrays and one `loss_reduction`); use `head.loss`."
+            f"{type(head).__name__}'s loss is not one weighted reduction (a MultiHead sums "
+            "its heads' losses); use `head.loss`."
         )
-    loss, weights = head.unreduced_loss(labels, logits, features=features)
-    loss = jnp.asarray(loss, jnp.float32)
-    weights = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), loss.shape)
-    total = jnp.sum(weights * loss)
-    reduction = Reduction.validate(head.loss_reduction)
-    if reduction is Reduction.SUM:
-        denominator = None
-    elif reduction is Reduction.SUM_OVER_BATCH_SIZE:
-        denominator = jnp.asarray(loss.size, jnp.float32)
-    elif reduction is Reduction.MEAN:
-        denominator = jnp.sum(weights)
-    else:
-        denominator = jnp.sum((weights != 0).astype(jnp.float32))
-    return total, denominator
-
-
-def _divide(total: jax.Array, denominator: jax.Array | None) -> jax.Array:
-    return total if denominator is None else safe_divide(total, denominator)
+    return head.loss_terms(labels, logits, features)
 
 
 def _regularization(fn: RegularizationFn | None, params: PyTree) -> list[jax.Array] | None:
@@ -306,11 +289,7 @@ def _metrics(head: Any, features: Any, logits: Any, labels: Any, reg: Any) -> An
 
 def _has_loss_terms(head: Any) -> bool:
     """Whether the loss is one weighted reduction (every head but a MultiHead)."""
-    return (
-        getattr(head, "heads", None) is None
-        and hasattr(head, "unreduced_loss")
-        and hasattr(head, "loss_reduction")
-    )
+    return getattr(head, "heads", None) is None and hasattr(head, "loss_terms")
 
 
 def _is_sum(head: Any) -> bool:
@@ -420,7 +399,7 @@ def _loss_and_grads_terms(
         logits = _merge_micro(logits)
     if axis is not None:
         grads, total, den = jax.lax.psum((grads, total, den), axis)
-    loss = _divide(total, den)
+    loss = divide_loss_terms(total, den)
     if den is not None:
         grads = jax.tree.map(lambda g: safe_divide(g, den.astype(g.dtype)).astype(g.dtype), grads)
     reg = None
@@ -516,7 +495,7 @@ def _eval_core(
         loss = head.loss(labels, logits, _head_features(features), ModeKeys.EVAL, reg, **kwargs)
     else:
         terms = loss_terms(head, labels, logits, _head_features(features))
-        loss = _divide(*jax.lax.psum(terms, cfg.axis_name)) + _sum_or_zero(reg)
+        loss = divide_loss_terms(*jax.lax.psum(terms, cfg.axis_name)) + _sum_or_zero(reg)
     return loss, logits, reg
 
 

@@ -213,5 +213,5 @@ def test_matches_numpy_reference(data):
         rtol=1e-5,
         atol=1e-6,
     )
-    acc = ((y == (p > 0.5)).astype(np.float64) * w).sum() / max(w.sum(dtype=np.float64), 1e-30)
-    np.testing.assert_allclose(out["acc"].compute(), acc if w.sum() else 0.0, rtol=1e-5, atol=1e-6)
+    acc = _div(((y == (p > 0.5)).astype(np.float64) * w).sum(), w.sum(dtype=np.float64))
+    np.testing.assert_allclose(out["acc"].compute(), acc, rtol=1e-5, atol=1e-6)

@@ -23,7 +23,7 @@ from jax.typing import ArrayLike
 
 from jaxheads import _checks
 from jaxheads.modes import ModeKeys
-from jaxheads.reduction import Reduction, reduce_weighted_loss
+from jaxheads.reduction import Reduction, divide_loss_terms, weighted_loss_terms
 
 __all__ = ["Head", "HeadSpec"]
 
@@ -208,6 +208,19 @@ class Head(abc.ABC):
         _, _, loss, weights = self._loss_parts(labels, logits, features)
         return loss, weights
 
+    def loss_terms(
+        self, labels: Any, logits: ArrayLike, features: Features = None
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """The unregularized loss as additive float32 terms ``(Σ w·l, denominator)``.
+
+        ``loss == total / denominator`` (``total`` alone for ``SUM``, whose
+        denominator is ``None``). Both terms add up over shards and
+        micro-batches: sum them and divide once to get the whole batch's loss
+        (a mean of per-shard losses would be biased).
+        """
+        _, _, loss, weights = self._loss_parts(labels, logits, features)
+        return weighted_loss_terms(loss, weights, self.loss_reduction)
+
     def loss(
         self,
         labels: Any,
@@ -230,8 +243,7 @@ class Head(abc.ABC):
             over: sums and denominators are then global.
         """
         del mode
-        _, _, loss, weights = self._loss_parts(labels, logits, features)
-        total = reduce_weighted_loss(loss, weights, self.loss_reduction, axis_name)
+        total = divide_loss_terms(*self.loss_terms(labels, logits, features), axis_name)
         regularization = sum_regularization_losses(regularization_losses)
         return total if regularization is None else total + regularization
 

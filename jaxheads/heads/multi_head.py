@@ -249,6 +249,13 @@ class MultiHead(Head):
         regularization = sum_regularization_losses(regularization_losses)
         return total if regularization is None else total + regularization
 
+    def loss_terms(self, labels: Any, logits: Any, features: Features = None) -> Any:
+        """Not available: a MultiHead's loss is a weighted sum of its heads' losses."""
+        raise NotImplementedError(
+            "MultiHead's loss is Σ head_weight_i · loss_i, not one weighted reduction: use "
+            "head.loss (with axis_name= under shard_map) or head.head_losses."
+        )
+
     def unreduced_loss(  # type: ignore[override]
         self, labels: Mapping[str, Any], logits: Any, features: Features = None
     ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:

@@ -22,40 +22,17 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxheads import _checks
-from jaxheads.heads.base import Features, Head, HeadSpec, sum_regularization_losses
+from jaxheads.heads.base import Features, Head, HeadSpec
 from jaxheads.heads.multi_head import MultiHead
 from jaxheads.heads.multi_label import SparseLabels
 from jaxheads.modes import ModeKeys
-from jaxheads.reduction import Reduction, safe_divide
+from jaxheads.reduction import Reduction, weighted_loss_terms
 from jaxheads.vocabulary import is_string_array
 
 __all__ = ["SequentialHeadWrapper"]
 
 # Feature key under which the masked weights reach the wrapped head.
 _MASKED_WEIGHTS_KEY = "__jaxheads_sequence_weights__"
-
-
-def _masked_terms(
-    loss: jax.Array, weights: jax.Array, num_valid: jax.Array, reduction: Reduction
-) -> tuple[jax.Array, jax.Array | None]:
-    """``(Σ w·l, denominator)`` of TF's reduction of the boolean-masked loss.
-
-    Computed on the unmasked arrays: ``weights`` are already zero at padded
-    steps; ``num_valid`` is the number of valid steps ``N``. The denominator is
-    ``None`` for ``SUM``.
-    """
-    weights = jnp.broadcast_to(weights, loss.shape)
-    total = jnp.sum(weights * loss)
-    k = loss.shape[-1]
-    if reduction is Reduction.SUM:
-        denominator = None
-    elif reduction is Reduction.SUM_OVER_BATCH_SIZE:
-        denominator = num_valid * jnp.float32(k)
-    elif reduction is Reduction.MEAN:
-        denominator = jnp.sum(weights)
-    else:  # SUM_BY_NONZERO_WEIGHTS
-        denominator = jnp.sum((weights != 0).astype(jnp.float32))
-    return total, denominator
 
 
 def _as_bool(mask: jax.Array) -> jax.Array:
@@ -295,28 +272,6 @@ class SequentialHeadWrapper(Head):
         labels, logits, inner_features, _ = self._masked_inputs(labels, logits, features)
         return self._inner.unreduced_loss(labels, logits, inner_features)
 
-    def loss(
-        self,
-        labels: Any,
-        logits: ArrayLike,
-        features: Features = None,
-        mode: str | None = None,
-        regularization_losses: Sequence[ArrayLike] | None = None,
-        *,
-        axis_name: Any = None,
-    ) -> jax.Array:
-        """The training loss over the valid steps, as TF's loss on the flattened valid steps."""
-        del mode
-        total, denominator = self.loss_terms(labels, logits, features)
-        if axis_name is not None:
-            total = jax.lax.psum(total, axis_name)
-            if denominator is not None:
-                denominator = jax.lax.psum(denominator, axis_name)
-        if denominator is not None:
-            total = safe_divide(total, denominator)
-        regularization = sum_regularization_losses(regularization_losses)
-        return total if regularization is None else total + regularization
-
     def loss_terms(
         self, labels: Any, logits: ArrayLike, features: Features = None
     ) -> tuple[jax.Array, jax.Array | None]:
@@ -330,8 +285,10 @@ class SequentialHeadWrapper(Head):
         """
         labels, logits, inner_features, mask = self._masked_inputs(labels, logits, features)
         loss, weights = self._inner.unreduced_loss(labels, logits, inner_features)
-        num_valid = jnp.sum(mask.astype(jnp.float32))
-        return _masked_terms(loss, weights, num_valid, self.loss_reduction)
+        # TF reduces the boolean-masked (flattened) loss: SUM_OVER_BATCH_SIZE
+        # divides by the number of valid loss elements; padded weights are 0.
+        num_valid = jnp.sum(mask.astype(jnp.float32)) * loss.shape[-1]
+        return weighted_loss_terms(loss, weights, self.loss_reduction, num_valid)
 
     # ---------------------------------------------------------------- predictions
     def predictions(

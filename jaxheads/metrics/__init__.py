@@ -36,6 +36,7 @@ from jaxheads.metrics._auc import (
     curve_thresholds,
 )
 from jaxheads.metrics._base import MetricState, all_reduce, merge
+from jaxheads.metrics._binary import BinaryClassifierMetrics
 from jaxheads.metrics._confusion import (
     BinaryAccuracy,
     ConfusionAtThresholds,
@@ -52,6 +53,7 @@ __all__ = [
     "TF1_AUC_EPSILON",
     "Accuracy",
     "BinaryAccuracy",
+    "BinaryClassifierMetrics",
     "ConfusionAtThresholds",
     "ConfusionCurve",
     "ExactSum",

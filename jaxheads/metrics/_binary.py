@@ -1,0 +1,290 @@
+"""Every streaming metric of a binary classifier from ONE bucketing per batch.
+
+The separate states (:class:`Mean`, :class:`ConfusionCurve`,
+:class:`ConfusionAtThresholds` …) each read the batch again and each run
+their own scatter. :class:`BinaryClassifierMetrics` instead computes, per
+element, one joint bucket index — (curve bucket, label class, number of
+explicit thresholds below, tie with that threshold, class id) — and folds the
+whole batch with a single ``segment_sum``, plus four weighted sums for the
+means. The ordinary states are then *views* (exact marginals of the joint
+histogram), with all of their methods: ``state.curve().pr_auc()``,
+``state.at_thresholds().precision()`` … On CPU this is about twice as fast as
+updating the separate states. Memory: ``T · 3 · (nt + 1) · 4`` buckets (9,600
+for T = 200 and three thresholds).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.typing import ArrayLike
+
+from jaxheads.metrics._auc import ConfusionCurve
+from jaxheads.metrics._base import MetricState
+from jaxheads.metrics._confusion import (
+    ConfusionAtThresholds,
+    _normalize_thresholds,
+    count_thresholds_below,
+)
+from jaxheads.metrics._exact_sum import ExactSum, fold_axis0
+from jaxheads.metrics._mean import Mean
+from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank
+
+__all__ = ["BinaryClassifierMetrics"]
+
+_MEANS = ("loss", "prediction", "label")
+
+
+def _marginal(x: ExactSum, keep: tuple[int, ...]) -> ExactSum:
+    """Exact sum of ``x`` over every axis not in ``keep`` (kept axes stay in order)."""
+    drop = [a for a in range(x.hi.ndim) if a not in keep]
+    if not drop:
+        return x
+    order = drop + list(keep)
+    kept_shape = tuple(x.hi.shape[a] for a in keep)
+    hi = jnp.transpose(x.hi, order).reshape((-1, *kept_shape))
+    lo = jnp.transpose(x.lo, order).reshape((-1, *kept_shape))
+    return fold_axis0(ExactSum(hi, lo))
+
+
+class BinaryClassifierMetrics(MetricState):
+    """All binary-classification metric counts, from one bucketing per batch.
+
+    Semantics are those of the separate states it replaces (and its views
+    return them): weights broadcast to the predictions (TF rules), labels
+    positive when non-zero, predictions clipped for the curve only, ``p > t``
+    (or ``p >= t``, ``inclusive=True`` in :meth:`at_thresholds`).
+
+    Attributes:
+      joint: :class:`ExactSum` ``[T, 3, nt + 1, 2, 2]``: weight per (curve bucket,
+        label class — exactly 0 / exactly 1 / other non-zero —, number of sorted
+        explicit thresholds below ``p``, whether ``p`` equals the next one, class id).
+      sums: :class:`ExactSum` ``[4]``: ``Σ W·loss``, ``Σ W·prediction``, ``Σ W·label``, ``Σ W``.
+      num_thresholds: static ``T`` of the ROC / PR curve (200 as TF).
+      thresholds: static explicit thresholds (possibly empty), as
+        :class:`ConfusionAtThresholds`.
+
+    Examples:
+      >>> m = BinaryClassifierMetrics.empty(thresholds=(0.25, 0.5, 0.75))
+      >>> labels = jnp.array([[1.0], [1.0], [0.0]])
+      >>> logits = jnp.array([[45.0], [-41.0], [44.0]])
+      >>> m = m.update(labels, jax.nn.sigmoid(logits), jnp.array([[1.0], [0.1], [1.5]]),
+      ...              class_ids=(logits > 0).astype(jnp.float32))
+      >>> round(float(m.curve().roc_auc()), 6), round(float(m.curve().pr_auc()), 6)
+      (0.454545, 0.401063)
+      >>> round(float(m.class_ids().precision()[0]), 6), round(float(m.mean("label").compute()), 6)
+      (0.4, 0.423077)
+    """
+
+    joint: ExactSum
+    sums: ExactSum
+    num_thresholds: int = struct.field(pytree_node=False, default=200)
+    thresholds: tuple[float, ...] = struct.field(pytree_node=False, default=())
+
+    @classmethod
+    def empty(
+        cls, num_thresholds: int = 200, thresholds: float | Sequence[float] = ()
+    ) -> BinaryClassifierMetrics:
+        """A fresh state.
+
+        Args:
+          num_thresholds: thresholds of the ROC / PR curves (> 1).
+          thresholds: explicit thresholds for :meth:`at_thresholds` (may be empty).
+
+        Raises:
+          ValueError: on invalid ``num_thresholds`` or thresholds.
+        """
+        t = ConfusionCurve.empty(num_thresholds).num_thresholds
+        ts = _normalize_thresholds(thresholds) if np.size(thresholds) else ()
+        nt = len(np.unique(np.asarray(ts, np.float32)))
+        return cls(
+            joint=ExactSum.zeros((t, 3, nt + 1, 2, 2)),
+            sums=ExactSum.zeros((4,)),
+            num_thresholds=t,
+            thresholds=ts,
+        )
+
+    def update(
+        self,
+        labels: ArrayLike,
+        predictions: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        class_ids: ArrayLike | None = None,
+        loss: ArrayLike | None = None,
+    ) -> BinaryClassifierMetrics:
+        """Folds in a batch (pure; jittable): one scatter for every count.
+
+        Args:
+          labels: ``[D0, …, DN]`` or the predictions' shape (non-zero = positive).
+          predictions: probabilities (any float dtype).
+          sample_weight: ``None``, a scalar, or broadcastable to the predictions (TF rules).
+          class_ids: predicted class ids (0/1) of the same shape, for
+            :meth:`class_ids`; default ``predictions > 0.5``.
+          loss: per-element loss of the same shape, for ``mean("loss")``; default 0.
+
+        Returns:
+          The updated state.
+
+        Raises:
+          ValueError: on incompatible shapes (naming them).
+        """
+
+        def arr(x: ArrayLike | None) -> jax.Array | None:
+            return None if x is None else jnp.asarray(x)
+
+        return _update(
+            self,
+            jnp.asarray(labels),
+            jnp.asarray(predictions),
+            arr(sample_weight),
+            arr(class_ids),
+            arr(loss),
+        )
+
+    # ------------------------------------------------------------------ views
+    def curve(self) -> ConfusionCurve:
+        """The :class:`ConfusionCurve` (ROC / PR curves and AUCs) of the predictions."""
+        return _curve_view(self)
+
+    def at_thresholds(self, inclusive: bool = False, epsilon: float = 0.0) -> ConfusionAtThresholds:
+        """The :class:`ConfusionAtThresholds` of the predictions at ``thresholds``.
+
+        Args:
+          inclusive: count ``p >= t`` as positive (TF1 accuracy at thresholds).
+          epsilon: precision / recall denominator epsilon (TF1: 1e-7).
+
+        Raises:
+          ValueError: when the state has no explicit thresholds.
+        """
+        if not self.thresholds:
+            raise ValueError("This BinaryClassifierMetrics has no explicit thresholds.")
+        return _at_view(self, bool(inclusive), float(epsilon))
+
+    def class_ids(self, epsilon: float = 0.0) -> ConfusionAtThresholds:
+        """Confusion of the class ids (threshold 0.5): precision, recall, and TF's
+        ``Accuracy(labels, class_ids)`` as ``accuracy()[0]``."""
+        return _class_view(self, float(epsilon))
+
+    def mean(self, which: str) -> Mean:
+        """A :class:`Mean` view: ``"loss"``, ``"prediction"`` or ``"label"`` (weighted)."""
+        if which not in _MEANS:
+            raise ValueError(f"mean() takes one of {_MEANS}; got {which!r}.")
+        i = _MEANS.index(which)
+        return Mean(
+            total=ExactSum(self.sums.hi[i], self.sums.lo[i]),
+            count=ExactSum(self.sums.hi[3], self.sums.lo[3]),
+        )
+
+    def compute(self) -> dict[str, jax.Array]:
+        """TF2's binary-head numbers (unsuffixed keys), Keras interpolation AUCs."""
+        cid = self.class_ids()
+        out = {
+            "average_loss": self.mean("loss").compute(),
+            "accuracy": cid.accuracy()[0],
+            "precision": cid.precision()[0],
+            "recall": cid.recall()[0],
+            "prediction/mean": self.mean("prediction").compute(),
+            "label/mean": self.mean("label").compute(),
+            "auc": self.curve().roc_auc(),
+            "auc_precision_recall": self.curve().pr_auc(),
+        }
+        if self.thresholds:
+            at = self.at_thresholds().compute()
+            for i, t in enumerate(self.thresholds):
+                for key in ("accuracy", "precision", "recall"):
+                    out[f"{key}/positive_threshold_{t:g}"] = at[key][i]
+        return out
+
+
+# ---------------------------------------------------------------------- kernels (jitted)
+@jax.jit
+def _update(
+    state: BinaryClassifierMetrics,
+    labels: jax.Array,
+    predictions: jax.Array,
+    sample_weight: jax.Array | None,
+    class_ids: jax.Array | None,
+    loss: jax.Array | None,
+) -> BinaryClassifierMetrics:
+    lab, pred = match_label_rank(as_f32(labels), as_f32(predictions))
+    shape = tuple(pred.shape)
+    extra = {}
+    for name, x in (("class_ids", class_ids), ("loss", loss)):
+        if x is not None:
+            _, x = match_label_rank(pred, as_f32(x))
+            if tuple(x.shape) != shape:
+                raise ValueError(f"{name} shape {tuple(x.shape)} != predictions shape {shape}.")
+            extra[name] = x
+    w = broadcast_weights(sample_weight, shape, "predictions")
+    lab, pred, w, cid, ls = flatten(lab, pred, w, extra.get("class_ids"), extra.get("loss"))
+    assert lab is not None and pred is not None
+
+    t = state.num_thresholds
+    b = jnp.maximum(jnp.ceil(jnp.clip(pred, 0.0, 1.0) * np.float32(t - 1)).astype(jnp.int32) - 1, 0)
+    c = jnp.where(lab == 0, 0, jnp.where(lab == 1, 1, 2)).astype(jnp.int32)
+    kk = state.joint.hi.shape[2]
+    if kk > 1:
+        uniq = np.unique(np.asarray(state.thresholds, np.float32))
+        k = count_thresholds_below(pred, uniq)
+        table = jnp.asarray(np.concatenate([uniq, np.float32([np.inf])]))
+        nxt = table.at[k].get(mode="promise_in_bounds")  # the first threshold >= p
+        tie = ((k < uniq.shape[0]) & (nxt == pred)).astype(jnp.int32)
+    else:
+        k = tie = jnp.zeros(pred.shape, jnp.int32)
+    cid_bit = (pred > 0.5) if cid is None else (cid > 0.5)
+    idx = (((b * 3 + c) * kk + k) * 2 + tie) * 2 + cid_bit.astype(jnp.int32)
+    ones = w is None
+    data = jnp.ones(idx.shape, jnp.float32) if ones else w
+    hist = jax.ops.segment_sum(data, idx, num_segments=t * 3 * kk * 4)
+    n = ExactSum.from_value(int(pred.size)) if ones else None
+    sums = jnp.stack(
+        [
+            jnp.zeros((), jnp.float32) if ls is None else jnp.sum(ls if ones else ls * w),
+            jnp.sum(pred if ones else pred * w),
+            jnp.sum(lab if ones else lab * w),
+            jnp.zeros((), jnp.float32) if ones else jnp.sum(w),
+        ]
+    )
+    new_sums = state.sums.add(sums)
+    if n is not None:
+        count = ExactSum(new_sums.hi[3], new_sums.lo[3]).merge(n)
+        new_sums = ExactSum(new_sums.hi.at[3].set(count.hi), new_sums.lo.at[3].set(count.lo))
+    return state.replace(joint=state.joint.add(hist.reshape(state.joint.shape)), sums=new_sums)
+
+
+@jax.jit
+def _curve_view(state: BinaryClassifierMetrics) -> ConfusionCurve:
+    by_class = _marginal(state.joint, (1, 0))  # [3, T]
+    neg = ExactSum(by_class.hi[0], by_class.lo[0])
+    pos = ExactSum(by_class.hi[1], by_class.lo[1]).merge(ExactSum(by_class.hi[2], by_class.lo[2]))
+    counts = ExactSum(jnp.stack([neg.hi, pos.hi]), jnp.stack([neg.lo, pos.lo]))
+    return ConfusionCurve(counts=counts, num_thresholds=state.num_thresholds)
+
+
+@functools.partial(jax.jit, static_argnames=("inclusive", "epsilon"))
+def _at_view(
+    state: BinaryClassifierMetrics, inclusive: bool, epsilon: float
+) -> ConfusionAtThresholds:
+    m = _marginal(state.joint, (1, 2, 3))  # [3, K, 2 (tie)]
+    strict = ExactSum(m.hi[:, :, 0], m.lo[:, :, 0]).merge(ExactSum(m.hi[:, :, 1], m.lo[:, :, 1]))
+    if inclusive:  # a tie with the next threshold moves the element one bucket up
+        pad = [(0, 0), (1, 0)]
+        shifted = ExactSum(jnp.pad(m.hi[:, :-1, 1], pad), jnp.pad(m.lo[:, :-1, 1], pad))
+        counts = ExactSum(m.hi[:, :, 0], m.lo[:, :, 0]).merge(shifted)
+    else:
+        counts = strict
+    return ConfusionAtThresholds(
+        counts=counts, thresholds=state.thresholds, inclusive=inclusive, epsilon=epsilon
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("epsilon",))
+def _class_view(state: BinaryClassifierMetrics, epsilon: float) -> ConfusionAtThresholds:
+    counts = _marginal(state.joint, (1, 4))  # [3, 2]: label class x class id
+    return ConfusionAtThresholds(counts=counts, thresholds=(0.5,), epsilon=epsilon)
