@@ -489,3 +489,32 @@ def test_bfloat16_model_float32_loss():
     logits = model.apply({"params": params}, features["x"])
     assert logits.dtype == jnp.bfloat16
     np.testing.assert_allclose(out.loss, head.loss(labels, logits), rtol=1e-6)
+
+
+@pytest.mark.parametrize("option", ["micro4", "shard_map8_micro2"])
+def test_sequence_head_micro_batched_and_sharded_equal_one_device(mesh, option):
+    """Padded steps count nowhere, whatever the split (SUM_OVER_BATCH_SIZE over valid steps)."""
+    head = jh.SequentialHeadWrapper(jh.BinaryClassHead(weight_column="w"))
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(1, 7, size=B)
+    mask = np.arange(6)[None, :] < lengths[:, None]
+    features = {
+        "x": rng.normal(size=(B, 6, 5)).astype(np.float32),
+        "w": rng.uniform(0.5, 2.0, size=(B, 6)).astype(np.float32),
+        "sequence_length_mask": mask,
+    }
+    labels = (rng.uniform(size=(B, 6, 1)) > 0.5).astype(np.float32)
+    _, state = _state(head)
+    ref_state, ref_out = train.make_train_step(None, head, inputs_key="x")(state, features, labels)
+    model = MLP(head)
+    direct = head.loss(labels, model.apply({"params": state.params}, features["x"]), features)
+    _close(ref_out.loss, direct)
+    options = OPTIONS[option]
+    if "strategy" in options:
+        options = dict(options, mesh=mesh)
+        state = train.replicate(state, mesh)
+    new_state, out = train.make_train_step(None, head, inputs_key="x", **options)(
+        state, features, labels
+    )
+    _close(out.loss, ref_out.loss)
+    _close(new_state.params, ref_state.params)
