@@ -11,16 +11,26 @@ updates on one eval batch of N examples with weights —
 * ROC-AUC and PR-AUC at 200 thresholds;
 * accuracy / precision / recall at the thresholds 0.25, 0.5, 0.75.
 
-The three contenders compute the same numbers from the same logits, labels
-and weights:
+The contenders compute the same numbers from the same logits, labels and
+weights:
 
-* **ours** — ``jaxheads.metrics`` states (one bucketing for both AUCs, exact
-  double-float accumulators);
-* **keras** — Keras 3 metrics on the JAX backend (``keras.metrics.AUC`` x2,
+* **ours** — ``jax.jit(head.update_metrics)`` of a
+  ``jaxheads.BinaryClassHead(weight_column="w", thresholds=[0.25, 0.5, 0.75])``,
+  given ``[N, 1]`` logits and labels and ``[N]`` weights exactly as a user
+  passes them (the head computes the loss and the sigmoid itself; every count
+  comes from one bucketing, exact double-float accumulators);
+* **keras jit** — Keras 3 metrics on the JAX backend (``keras.metrics.AUC`` x2,
   ``Precision``, ``Recall``, ``BinaryAccuracy``, ``Accuracy``, ``Mean`` …) through
-  ``stateless_update_state`` inside one ``jax.jit`` — the fastest way to run
-  them. Skipped when keras is not installed (``pip install jaxheads[bench]``);
+  ``stateless_update_state`` inside one ``jax.jit``, given flat ``[N]`` views
+  (XLA:CPU runs ``[N, 1]`` loops 10-30x slower) — the fastest way to run them;
+* **keras eager** — the same metrics' ``update_state`` called one by one, the
+  way Keras documents streaming metrics (N ≤ 10^6);
 * **naive** — plain jnp under jit with an ``[N, T]`` threshold comparison.
+Keras is skipped when it is not installed (``pip install jaxheads[bench]``).
+
+Ours and keras jit run interleaved (so each starts with the caches the other
+left, and background load hits both alike); ratios are medians of per-round
+ratios.
 
 A second table times the confusion-curve (AUC) update alone at T = 200 and
 T = 20,000 thresholds.
@@ -40,6 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxheads
 from jaxheads import metrics
 
 THRESHOLDS = (0.25, 0.5, 0.75)
@@ -78,19 +89,14 @@ def _inputs(n: int, seed: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
     return jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(weights)
 
 
-FLATTEN = True
-
-
 def _prepare(logits: jax.Array, labels: jax.Array, weights: jax.Array):
     """Flat [N] views of the [N, 1] head inputs, pinned by an optimization barrier.
 
     XLA:CPU (jaxlib 0.10) runs fused elementwise + reduction loops over
     ``[N, 1]`` arrays 10-30x slower than over ``[N]`` (and folds a plain
-    reshape back), which would swamp every contender with the same overhead.
-    All three contenders get the same treatment; ``--keep-shape`` turns it off.
+    reshape back): Keras and the naive version get flat views, their best case.
+    (The head flattens internally.)
     """
-    if not FLATTEN:
-        return logits, labels, weights
     return jax.lax.optimization_barrier(
         (logits.reshape(-1), labels.reshape(-1), weights.reshape(-1))
     )
@@ -105,50 +111,19 @@ def _head_parts(logits: jax.Array, labels: jax.Array):
 
 
 # ---------------------------------------------------------------------------- ours
-def ours_init() -> dict[str, Any]:
-    return {
-        "average_loss": metrics.Mean.empty(),
-        "accuracy": metrics.Accuracy.empty(),
-        "class_ids": metrics.ConfusionAtThresholds.empty(thresholds=(0.5,)),
-        "prediction/mean": metrics.Mean.empty(),
-        "label/mean": metrics.Mean.empty(),
-        "curve": metrics.ConfusionCurve.empty(num_thresholds=NUM_THRESHOLDS),
-        "thresholds": metrics.ConfusionAtThresholds.empty(thresholds=THRESHOLDS),
-    }
+HEAD = jaxheads.BinaryClassHead(weight_column="w", thresholds=THRESHOLDS)
 
 
 @jax.jit
 def ours_update(state: dict[str, Any], logits, labels, weights) -> dict[str, Any]:
-    logits, labels, weights = _prepare(logits, labels, weights)
-    loss, prob, class_ids = _head_parts(logits, labels)
-    return {
-        "average_loss": state["average_loss"].update(loss, weights),
-        "accuracy": state["accuracy"].update(labels, class_ids, weights),
-        "class_ids": state["class_ids"].update(labels, class_ids, weights),
-        "prediction/mean": state["prediction/mean"].update(prob, weights),
-        "label/mean": state["label/mean"].update(labels, weights),
-        "curve": state["curve"].update(labels, prob, weights),
-        "thresholds": state["thresholds"].update(labels, prob, weights),
-    }
+    """The head's own metric update, on the inputs as a user passes them."""
+    return HEAD.update_metrics(state, {"w": weights.reshape(-1)}, logits, labels)
 
 
 def ours_compute(state: dict[str, Any]) -> dict[str, float]:
-    at = state["thresholds"]
-    out = {
-        "average_loss": state["average_loss"].compute(),
-        "accuracy": state["accuracy"].compute(),
-        "precision": state["class_ids"].precision()[0],
-        "recall": state["class_ids"].recall()[0],
-        "prediction/mean": state["prediction/mean"].compute(),
-        "label/mean": state["label/mean"].compute(),
-        "auc": state["curve"].roc_auc(),
-        "auc_precision_recall": state["curve"].pr_auc(),
-    }
-    for i, t in enumerate(THRESHOLDS):
-        out[f"accuracy/{t:g}"] = at.accuracy()[i]
-        out[f"precision/{t:g}"] = at.precision()[i]
-        out[f"recall/{t:g}"] = at.recall()[i]
-    return {k: float(v) for k, v in out.items()}
+    out = HEAD.compute_metrics(state)
+    renamed = {k.replace("/positive_threshold_", "/"): v for k, v in out.items()}
+    return {k: float(v) for k, v in renamed.items()}
 
 
 # ---------------------------------------------------------------------------- naive
@@ -202,8 +177,8 @@ def naive_update(s: dict[str, jax.Array], logits, labels, weights) -> dict[str, 
 
 
 # ---------------------------------------------------------------------------- keras
-def keras_contender() -> tuple[Callable[..., Any], Any, Callable[..., dict[str, float]]] | None:
-    """(jitted update, initial variables, compute) with Keras 3 metrics, or None."""
+def keras_contender() -> tuple[Callable[..., Any], Any, Callable[..., Any], Callable[..., Any]] | None:
+    """(jitted update, initial variables, compute, eager update) with Keras 3 metrics, or None."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
     try:
         import keras
@@ -261,7 +236,25 @@ def keras_contender() -> tuple[Callable[..., Any], Any, Callable[..., dict[str, 
             out[f"recall/{t:g}"] = float(res["t_recall"][i])
         return out
 
-    return update, variables, compute
+    def eager_update(logits, labels, weights):
+        """Each metric's ``update_state``, called eagerly one by one (Keras' documented use)."""
+        loss, prob, class_ids = _head_parts(logits.reshape(-1), labels.reshape(-1))
+        y, w = labels.reshape(-1), weights.reshape(-1)
+        ms["average_loss"].update_state(loss, sample_weight=w)
+        ms["accuracy"].update_state(y, class_ids, sample_weight=w)
+        ms["precision"].update_state(y, class_ids, sample_weight=w)
+        ms["recall"].update_state(y, class_ids, sample_weight=w)
+        ms["prediction/mean"].update_state(prob, sample_weight=w)
+        ms["label/mean"].update_state(y, sample_weight=w)
+        for k in ("auc", "auc_pr", "t_precision", "t_recall"):
+            ms[k].update_state(y, prob, sample_weight=w)
+        for t in THRESHOLDS:
+            ms[f"accuracy/{t:g}"].update_state(
+                y.reshape(-1, 1), prob.reshape(-1, 1), sample_weight=w.reshape(-1, 1)
+            )
+        return [v.value for m in ms.values() for v in m.variables]
+
+    return update, variables, compute, eager_update
 
 
 # ---------------------------------------------------------------------------- main
@@ -276,14 +269,10 @@ def main() -> None:
         help="skip the naive [N, T] version above this N",
     )
     parser.add_argument(
-        "--keep-shape",
-        action="store_true",
-        help="feed the [N, 1] arrays as they are (no flat view; XLA:CPU slow path)",
+        "--no-eager-above", type=int, default=10**6, help="skip keras eager above this N"
     )
     parser.add_argument("--skip-curve-table", action="store_true")
     args = parser.parse_args()
-    global FLATTEN
-    FLATTEN = not args.keep_shape
 
     print(
         f"JAX {jax.__version__}, backend {jax.default_backend()}, "
@@ -297,45 +286,46 @@ def main() -> None:
 
         print(f"Keras {keras.__version__}")
 
-    shape = "[N, 1] as given" if args.keep_shape else "flat [N] views of the [N, 1] inputs"
     print(
-        f"\nFull binary-head metric update per batch (ms, median of {args.repeats} runs, ours "
-        f"and keras interleaved; keras/ours = median of per-round ratios; {shape})"
+        f"\nFull binary-head metric update per batch (ms, median of {args.repeats} runs; "
+        "ours and keras jit interleaved; ratios = medians of per-round ratios)"
     )
     print(
-        f"{'N':>10} | {'ours ms':>9} | {'keras ms':>9} | {'naive ms':>9} | "
-        f"{'keras/ours':>10} | {'naive/ours':>10}"
+        f"{'N':>10} | {'ours ms':>9} | {'keras jit':>9} | {'keras eager':>11} | "
+        f"{'naive ms':>9} | {'jit/ours':>8} | {'eager/ours':>10} | {'naive/ours':>10}"
     )
-    print("-" * 72)
+    print("-" * 98)
+    nan = float("nan")
     for n in args.sizes:
         logits, labels, weights = _inputs(n)
         data = (logits, labels, weights)
-        contenders = {"ours": (ours_update, (ours_init(), *data))}
+        contenders = {"ours": (ours_update, (HEAD.init_metrics(), *data))}
         if keras_c is not None:
-            k_update, k_vars, k_compute = keras_c
+            k_update, k_vars, k_compute, k_eager = keras_c
             contenders["keras"] = (k_update, (k_vars, *data))
         reps = args.repeats if n < 10**7 else max(3, args.repeats // 2)
         times = _interleaved(contenders, reps)
+        if keras_c is not None and n <= args.no_eager_above:
+            times["eager"] = _interleaved({"eager": (k_eager, data)}, max(3, reps // 3))["eager"]
         if n <= args.no_naive_above:
             # Timed on its own: its [N, T] work churns memory and would slow down
             # whichever contender runs right after it.
             naive = (naive_update, (naive_init(), *data))
             times["naive"] = _interleaved({"naive": naive}, max(3, reps // 3))["naive"]
         if keras_c is not None:  # same numbers?
-            ours_vals = ours_compute(ours_update(ours_init(), *data))
             k_vals = k_compute(k_update(k_vars, *data))
-            worst = max(abs(k_vals[k] - ours_vals[k]) for k in k_vals)
+            vals = ours_compute(ours_update(HEAD.init_metrics(), *data))
+            worst = max(abs(k_vals[k] - vals[k]) for k in k_vals)
             if worst > 1e-4:
                 print(f"  warning: ours and keras differ by {worst:.2e} at N={n}")
         med = {k: statistics.median(v) for k, v in times.items()}
-        nan = float("nan")
-        ratio = {
-            "keras": _median_ratio(times["keras"], times["ours"]) if "keras" in times else nan,
-            "naive": med["naive"] / med["ours"] if "naive" in times else nan,
-        }
+        jit_ratio = _median_ratio(times["keras"], times["ours"]) if "keras" in times else nan
+        eager_ratio = med["eager"] / med["ours"] if "eager" in times else nan
+        naive_ratio = med["naive"] / med["ours"] if "naive" in times else nan
         print(
             f"{n:>10} | {med['ours']:>9.3f} | {med.get('keras', nan):>9.3f} | "
-            f"{med.get('naive', nan):>9.3f} | {ratio['keras']:>10.1f} | {ratio['naive']:>10.1f}"
+            f"{med.get('eager', nan):>11.3f} | {med.get('naive', nan):>9.3f} | "
+            f"{jit_ratio:>8.1f} | {eager_ratio:>10.1f} | {naive_ratio:>10.1f}"
         )
 
     if args.skip_curve_table:

@@ -68,7 +68,8 @@ for epoch in tqdm(range(1, EPOCHS + 1), desc="epochs"):
     tqdm.write(" | ".join([f"{epoch:5d}"] + [f"{float(values[k]):{len(k)}.4f}" for k in COLUMNS]))
 
 OUT.mkdir(exist_ok=True)
-roc, pr = metrics["curve"].roc_curve(), metrics["curve"].pr_curve()
+curve = head.curve(metrics)  # the ROC / PR counts at 200 thresholds
+roc, pr = curve.roc_curve(), curve.pr_curve()
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4))
 ax1.plot(roc["fpr"], roc["tpr"]), ax1.plot([0, 1], [0, 1], "k:")
 ax1.set(
@@ -76,7 +77,7 @@ ax1.set(
     ylabel="true positive rate",
     title=f"ROC, AUC = {values['auc']:.3f}",
 )
-counts = metrics["curve"].confusion()
+counts = curve.confusion()
 defined = np.asarray(counts["tp"] + counts["fp"]) > 0  # precision needs predicted positives
 ax2.plot(np.asarray(pr["recall"])[defined], np.asarray(pr["precision"])[defined])
 ax2.set(xlabel="recall", ylabel="precision", title=f"PR-AUC = {values['auc_precision_recall']:.3f}")

@@ -8,6 +8,7 @@ unweighted, unreduced float32 loss; the heads apply weights and reductions.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,17 @@ __all__ = [
     "squared_error",
     "log_poisson_loss",
 ]
+
+
+def _on_flat_views(fn: Callable[..., jax.Array], *arrays: jax.Array) -> jax.Array:
+    """``fn`` applied to 1-D views of same-shape ``arrays``, reshaped back.
+
+    XLA:CPU runs fused elementwise loops over ``[N, 1]`` arrays 10-30x slower
+    than over ``[N]`` (measured with jaxlib 0.10 on x86); the reshapes are free.
+    """
+    shape = jnp.broadcast_shapes(*(a.shape for a in arrays))
+    flat = [jnp.broadcast_to(a, shape).reshape(-1) for a in arrays]
+    return fn(*flat).reshape(shape)
 
 
 def _times_or_zero(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -68,7 +80,7 @@ def sigmoid_cross_entropy(labels: ArrayLike, logits: ArrayLike) -> jax.Array:
     """
     labels = jnp.asarray(labels, jnp.float32)
     logits = jnp.asarray(logits, jnp.float32)
-    return _sigmoid_ce(labels, logits)
+    return _on_flat_views(_sigmoid_ce, labels, logits)
 
 
 def sparse_softmax_cross_entropy(labels: ArrayLike, logits: ArrayLike) -> jax.Array:
@@ -120,8 +132,10 @@ def squared_error(labels: ArrayLike, logits: ArrayLike) -> jax.Array:
       >>> squared_error(jnp.array([43.0, 44.0]), jnp.array([45.0, 41.0]))
       Array([4., 9.], dtype=float32)
     """
-    diff = jnp.asarray(labels, jnp.float32) - jnp.asarray(logits, jnp.float32)
-    return diff * diff
+    def square(z: jax.Array, x: jax.Array) -> jax.Array:
+        return (z - x) * (z - x)
+
+    return _on_flat_views(square, jnp.asarray(labels, jnp.float32), jnp.asarray(logits, jnp.float32))
 
 
 def log_poisson_loss(
@@ -137,11 +151,13 @@ def log_poisson_loss(
       >>> log_poisson_loss(jnp.array([1.0]), jnp.array([0.0]))
       Array([1.], dtype=float32)
     """
-    labels = jnp.asarray(labels, jnp.float32)
-    logits = jnp.asarray(logits, jnp.float32)
-    loss = jnp.exp(logits) - _times_or_zero(logits, labels)
-    if compute_full_loss:
-        safe = jnp.where(labels > 1, labels, 1.0)
-        stirling = safe * jnp.log(safe) - safe + 0.5 * jnp.log(2 * math.pi * safe)
-        loss = loss + jnp.where(labels > 1, stirling, 0.0)
-    return loss
+
+    def poisson(z: jax.Array, x: jax.Array) -> jax.Array:
+        loss = jnp.exp(x) - _times_or_zero(x, z)
+        if compute_full_loss:
+            safe = jnp.where(z > 1, z, 1.0)
+            stirling = safe * jnp.log(safe) - safe + 0.5 * jnp.log(2 * math.pi * safe)
+            loss = loss + jnp.where(z > 1, stirling, 0.0)
+        return loss
+
+    return _on_flat_views(poisson, jnp.asarray(labels, jnp.float32), jnp.asarray(logits, jnp.float32))

@@ -165,26 +165,18 @@ class BinaryClassHead(Head):
 
     # ---------------------------------------------------------------- metrics
     def init_metrics(self, regularization_losses: Any = None) -> dict[str, Any]:
-        """A fresh metric state (a dict of additive metric states; a pytree).
+        """A fresh metric state: a dict (a pytree) of additive metric states.
 
-        Pass ``regularization_losses`` (the list, or ``True``) to track the
+        ``"binary"`` is one :class:`~jaxheads.metrics.BinaryClassifierMetrics`
+        (every count from one bucketing per batch). Pass
+        ``regularization_losses`` (the list, or ``True``) to track the
         ``regularization_loss`` metric, as TF's ``metrics(regularization_losses)``.
         """
-        v1 = self.compat == "v1"
         state: dict[str, Any] = {
-            "average_loss": metrics.Mean.empty(),
-            "accuracy": metrics.Accuracy.empty(),
-            "class_ids": metrics.ConfusionAtThresholds.empty(thresholds=(0.5,)),
-            "prediction/mean": metrics.Mean.empty(),
-            "label/mean": metrics.Mean.empty(),
-            "curve": metrics.ConfusionCurve.empty(num_thresholds=self.num_thresholds),
+            "binary": metrics.BinaryClassifierMetrics.empty(
+                num_thresholds=self.num_thresholds, thresholds=self.thresholds
+            )
         }
-        if self.thresholds:
-            state["thresholds"] = metrics.ConfusionAtThresholds.empty(thresholds=self.thresholds)
-            if v1:
-                state["thresholds_inclusive"] = metrics.ConfusionAtThresholds.empty(
-                    thresholds=self.thresholds, inclusive=True
-                )
         if wants_regularization_metric(regularization_losses):
             state["regularization_loss"] = metrics.Mean.empty()
         return state
@@ -199,34 +191,39 @@ class BinaryClassHead(Head):
     ) -> dict[str, Any]:
         """Folds one batch into ``state``; pure and jittable (string labels: host only)."""
         logits, labels, loss, weights = self._loss_parts(labels, logits, features)
-        logistic = jax.nn.sigmoid(logits)
-        class_ids = (logits > 0).astype(jnp.float32)
         new = dict(state)
-        new["average_loss"] = state["average_loss"].update(loss, weights)
-        new["accuracy"] = state["accuracy"].update(labels, class_ids, weights)
-        new["class_ids"] = state["class_ids"].update(labels, class_ids, weights)
-        new["prediction/mean"] = state["prediction/mean"].update(logistic, weights)
-        new["label/mean"] = state["label/mean"].update(labels, weights)
-        new["curve"] = state["curve"].update(labels, logistic, weights)
-        for key in ("thresholds", "thresholds_inclusive"):
-            if key in state:
-                new[key] = state[key].update(labels, logistic, weights)
+        new["binary"] = state["binary"].update(
+            labels,
+            jax.nn.sigmoid(logits),
+            weights,
+            class_ids=(logits > 0).astype(jnp.float32),
+            loss=loss,
+        )
         update_regularization_metric(state, new, regularization_losses)
         return new
+
+    def curve(self, state: dict[str, Any]) -> metrics.ConfusionCurve:
+        """The ROC / PR :class:`~jaxheads.metrics.ConfusionCurve` of a metric state.
+
+        ``head.curve(state).roc_curve()`` / ``.pr_curve()`` give the curve points.
+        """
+        return state["binary"].curve()
 
     def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
         """Metric values with TF's keys (``/name`` appended when the head has a name)."""
         v1 = self.compat == "v1"
         summation = "trapezoidal" if v1 else "interpolation"
-        label_mean = state["label/mean"].compute()
-        curve = state["curve"]
-        confusion = state["class_ids"]
+        counts = state["binary"]
+        label_mean = counts.mean("label").compute()
+        curve = counts.curve()
+        class_ids = counts.class_ids()
         out = {
-            "average_loss": state["average_loss"].compute(),
-            "accuracy": state["accuracy"].compute(),
-            "precision": confusion.precision()[0],
-            "recall": confusion.recall()[0],
-            "prediction/mean": state["prediction/mean"].compute(),
+            "average_loss": counts.mean("loss").compute(),
+            # TF's Accuracy(labels, class_ids): exact matches, so soft labels never count.
+            "accuracy": class_ids.accuracy()[0],
+            "precision": class_ids.precision()[0],
+            "recall": class_ids.recall()[0],
+            "prediction/mean": counts.mean("prediction").compute(),
             "label/mean": label_mean,
             "accuracy_baseline": jnp.maximum(label_mean, 1.0 - label_mean),
             "auc": curve.roc_auc(summation_method=summation),
@@ -235,11 +232,11 @@ class BinaryClassHead(Head):
         if "regularization_loss" in state:
             out["regularization_loss"] = state["regularization_loss"].compute()
         if self.thresholds:
-            at = state["thresholds"]
             epsilon = _V1_THRESHOLD_EPSILON if v1 else 0.0
-            accuracy = (state["thresholds_inclusive"] if v1 else at).accuracy()
-            precision = at.precision(epsilon=epsilon)
-            recall = at.recall(epsilon=epsilon)
+            at = counts.at_thresholds(epsilon=epsilon)
+            # TF1's accuracy_at_threshold counts p >= t as positive; TF2's BinaryAccuracy p > t.
+            accuracy = counts.at_thresholds(inclusive=v1).accuracy()
+            precision, recall = at.precision(), at.recall()
             for i, t in enumerate(self.thresholds):
                 out[f"accuracy/positive_threshold_{t:g}"] = accuracy[i]
                 out[f"precision/positive_threshold_{t:g}"] = precision[i]

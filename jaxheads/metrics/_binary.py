@@ -217,7 +217,11 @@ def _update(
     extra = {}
     for name, x in (("class_ids", class_ids), ("loss", loss)):
         if x is not None:
-            _, x = match_label_rank(pred, as_f32(x))
+            x = as_f32(x)
+            if x.ndim == len(shape) - 1 and shape[-1] == 1:
+                x = jnp.expand_dims(x, -1)
+            elif x.ndim == len(shape) + 1 and x.shape[-1] == 1:
+                x = jnp.squeeze(x, -1)
             if tuple(x.shape) != shape:
                 raise ValueError(f"{name} shape {tuple(x.shape)} != predictions shape {shape}.")
             extra[name] = x
