@@ -196,3 +196,21 @@ def test_create_spec_eval_returns_updated_state():
     got = _values(head.compute_metrics(spec.metrics))
     assert got["regularization_loss"] == pytest.approx(2.0)
     assert got["average_loss"] == pytest.approx(20.5)
+
+
+@pytest.mark.parametrize(
+    "head, labels, logits",
+    [
+        (jh.BinaryClassHead(), [[1.0], [0.0], [1.0]], [[2.0], [-1.0], [-0.5]]),
+        (jh.MultiLabelHead(2), [[1, 0], [0, 1], [1, 1]], [[2.0, -1.0], [-1.0, 0.5], [-0.5, 3.0]]),
+    ],
+)
+def test_curve_points_match_the_reported_auc(head, labels, logits):
+    state = head.update_metrics(
+        head.init_metrics(), None, np.asarray(logits, np.float32), np.asarray(labels)
+    )
+    roc = head.curve(state).roc_curve()
+    fpr, tpr = np.asarray(roc["fpr"]), np.asarray(roc["tpr"])
+    # Interpolation summation of the ROC curve is the trapezoid rule over its points.
+    area = np.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2)
+    np.testing.assert_allclose(area, head.compute_metrics(state)["auc"], rtol=1e-5)

@@ -470,6 +470,13 @@ class MultiLabelHead(Head):
         update_regularization_metric(state, new, regularization_losses)
         return new
 
+    def curve(self, state: dict[str, Any]) -> metrics.ConfusionCurve:
+        """The ROC / PR :class:`~jaxheads.metrics.ConfusionCurve` over all (example, class) pairs.
+
+        ``head.curve(state).roc_curve()`` / ``.pr_curve()`` give the curve points.
+        """
+        return state["curve"]
+
     def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
         """Metric values with TF's keys (``/name`` appended when the head has a name)."""
         v1 = self.compat == "v1"
