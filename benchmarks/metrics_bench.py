@@ -177,7 +177,9 @@ def naive_update(s: dict[str, jax.Array], logits, labels, weights) -> dict[str, 
 
 
 # ---------------------------------------------------------------------------- keras
-def keras_contender() -> tuple[Callable[..., Any], Any, Callable[..., Any], Callable[..., Any]] | None:
+def keras_contender() -> (
+    tuple[Callable[..., Any], Any, Callable[..., Any], Callable[..., Any]] | None
+):
     """(jitted update, initial variables, compute, eager update) with Keras 3 metrics, or None."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
     try:

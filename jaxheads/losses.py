@@ -132,10 +132,13 @@ def squared_error(labels: ArrayLike, logits: ArrayLike) -> jax.Array:
       >>> squared_error(jnp.array([43.0, 44.0]), jnp.array([45.0, 41.0]))
       Array([4., 9.], dtype=float32)
     """
+
     def square(z: jax.Array, x: jax.Array) -> jax.Array:
         return (z - x) * (z - x)
 
-    return _on_flat_views(square, jnp.asarray(labels, jnp.float32), jnp.asarray(logits, jnp.float32))
+    return _on_flat_views(
+        square, jnp.asarray(labels, jnp.float32), jnp.asarray(logits, jnp.float32)
+    )
 
 
 def log_poisson_loss(
@@ -160,4 +163,6 @@ def log_poisson_loss(
             loss = loss + jnp.where(z > 1, stirling, 0.0)
         return loss
 
-    return _on_flat_views(poisson, jnp.asarray(labels, jnp.float32), jnp.asarray(logits, jnp.float32))
+    return _on_flat_views(
+        poisson, jnp.asarray(labels, jnp.float32), jnp.asarray(logits, jnp.float32)
+    )
