@@ -8,7 +8,6 @@ class names for serving.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -98,11 +97,3 @@ class LabelVocabulary:
 def default_class_names(n_classes: int) -> LabelVocabulary:
     """``"0"``, ``"1"``, … — the names TF gives classes when there is no vocabulary."""
     return LabelVocabulary(tuple(str(i) for i in range(n_classes)))
-
-
-def names_for(vocabulary: LabelVocabulary | None, n_classes: int) -> LabelVocabulary:
-    return vocabulary if vocabulary is not None else default_class_names(n_classes)
-
-
-def as_sequence(value: Any) -> Sequence[Any]:
-    return value if isinstance(value, (list, tuple)) else [value]
