@@ -5,8 +5,9 @@ streaming evaluation metrics and the serving outputs, with the semantics
 (and numbers) of ``tf.estimator``'s heads.
 """
 
-from jaxheads import losses, metrics
+from jaxheads import keys, losses, metrics
 from jaxheads._checks import traced_value_checks
+from jaxheads._loss_terms import LossTerms
 from jaxheads.feature_column import NumericColumn, numeric_column
 from jaxheads.heads import (
     BinaryClassHead,
@@ -39,6 +40,7 @@ __all__ = [
     "Head",
     "HeadSpec",
     "LabelVocabulary",
+    "LossTerms",
     "LogisticRegressionHead",
     "ModeKeys",
     "MultiClassHead",
@@ -52,6 +54,7 @@ __all__ = [
     "RegressionHead",
     "binary_classification_head",
     "logistic_regression_head",
+    "keys",
     "losses",
     "metrics",
     "multi_class_head",

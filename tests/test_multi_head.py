@@ -204,7 +204,7 @@ def test_mh_predict_dict(logits):
     np.testing.assert_allclose(predictions[("head1", "probabilities")], sigmoid(head1), rtol=1e-6)
     np.testing.assert_allclose(predictions[("head2", "logits")], head2)
     assert (
-        head.class_names("head2", predictions[("head2", "all_class_ids")]).tolist()
+        head.class_names(predictions[("head2", "all_class_ids")], "head2/all_class_ids").tolist()
         == [["0", "1", "2"]] * 2
     )
     export = head.export_outputs(logits)

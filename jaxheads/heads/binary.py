@@ -13,13 +13,13 @@ from jax.typing import ArrayLike
 
 from jaxheads import _checks, losses, metrics
 from jaxheads.heads import _labels
-from jaxheads.heads.base import (
-    Features,
-    Head,
+from jaxheads.heads._single import (
+    SingleHead,
     classification_outputs,
     update_regularization_metric,
     wants_regularization_metric,
 )
+from jaxheads.heads.base import Features
 from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import LabelVocabulary, default_class_names
 
@@ -31,7 +31,7 @@ _V1_THRESHOLD_EPSILON = 1e-7
 
 
 @dataclasses.dataclass(frozen=True)
-class BinaryClassHead(Head):
+class BinaryClassHead(SingleHead):
     """Binary classification with sigmoid cross-entropy (TF's ``BinaryClassHead``).
 
     Shapes: logits ``[D0, …, DN, 1]``; labels ``[D0, …, DN, 1]`` or
@@ -97,7 +97,7 @@ class BinaryClassHead(Head):
         return None if self.label_vocabulary is None else LabelVocabulary(self.label_vocabulary)
 
     # ---------------------------------------------------------------- labels
-    def encode_labels(self, labels: Any) -> np.ndarray:
+    def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
         """Host side: labels as float32 class ids in [0, 1], ready for ``jit``.
 
         String labels are looked up in ``label_vocabulary`` (an unknown string
@@ -144,13 +144,10 @@ class BinaryClassHead(Head):
         }
         return self._select_predictions(predictions, keys, host_keys=("classes", "all_classes"))
 
-    def class_names(self, class_ids: ArrayLike) -> np.ndarray:
-        """Host side: class ids (any shape) → ``str`` names (vocabulary, or ``"0"``/``"1"``).
-
-        ``class_names(predictions["class_ids"])`` is TF's ``classes`` and
-        ``class_names(predictions["all_class_ids"])`` its ``all_classes``.
-        """
-        return (self._vocabulary or default_class_names(2)).decode(np.asarray(class_ids))
+    def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
+        """``class_ids`` / ``all_class_ids`` → the vocabulary (or ``("0", "1")``)."""
+        classes = (self._vocabulary or default_class_names(2)).classes
+        return {"class_ids": classes, "all_class_ids": classes}
 
     def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
         """``serving_default``/``classification`` (scores, class ids), ``regression``, ``predict``."""

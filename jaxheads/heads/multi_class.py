@@ -13,13 +13,13 @@ from jax.typing import ArrayLike
 
 from jaxheads import _checks, losses, metrics
 from jaxheads.heads import _labels
-from jaxheads.heads.base import (
-    Features,
-    Head,
+from jaxheads.heads._single import (
+    SingleHead,
     classification_outputs,
     update_regularization_metric,
     wants_regularization_metric,
 )
+from jaxheads.heads.base import Features
 from jaxheads.heads.multi_label import SparseLabels
 from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import LabelVocabulary, default_class_names, is_string_array
@@ -38,7 +38,7 @@ def _one_hot_mistake_message(n_classes: int, shape: tuple[int, ...]) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class MultiClassHead(Head):
+class MultiClassHead(SingleHead):
     """Multi-class classification with softmax cross-entropy (TF's ``MultiClassHead``).
 
     Shapes: logits ``[D0, …, DN, n_classes]``; labels integer class ids
@@ -165,7 +165,7 @@ class MultiClassHead(Head):
         )
         return labels
 
-    def encode_labels(self, labels: Any) -> np.ndarray:
+    def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
         """Host side: labels ready for ``jit``.
 
         Class names go through ``label_vocabulary`` (an unknown name is a
@@ -218,15 +218,10 @@ class MultiClassHead(Head):
         }
         return self._select_predictions(predictions, keys, host_keys=("classes", "all_classes"))
 
-    def class_names(self, class_ids: ArrayLike) -> np.ndarray:
-        """Host side: class ids (any shape) → ``str`` names (vocabulary, or ``"0"``, ``"1"``, …).
-
-        ``class_names(predictions["class_ids"])`` is TF's ``classes`` and
-        ``class_names(predictions["all_class_ids"])`` its ``all_classes``.
-        """
-        return (self._vocabulary or default_class_names(self.n_classes)).decode(
-            np.asarray(class_ids)
-        )
+    def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
+        """``class_ids`` / ``all_class_ids`` → the vocabulary (or ``("0", "1", …)``)."""
+        classes = (self._vocabulary or default_class_names(self.n_classes)).classes
+        return {"class_ids": classes, "all_class_ids": classes}
 
     def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
         """``serving_default``/``classification`` (scores, class ids) and ``predict``."""

@@ -11,14 +11,11 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxheads import _checks, metrics
-from jaxheads.heads.base import (
-    Features,
-    Head,
-    HeadSpec,
-    sum_regularization_losses,
-    update_regularization_metric,
-    wants_regularization_metric,
-)
+from jaxheads._loss_terms import LossTerms
+from jaxheads.heads._regularization import add_n as sum_regularization_losses
+from jaxheads.heads._regularization import wants_metric as wants_regularization_metric
+from jaxheads.heads._single import update_regularization_metric
+from jaxheads.heads.base import Features, Head, HeadSpec
 from jaxheads.modes import ModeKeys
 from jaxheads.reduction import Reduction
 
@@ -29,7 +26,7 @@ _PREDICT_SERVING_KEY = "predict"
 
 
 @dataclasses.dataclass(frozen=True)
-class MultiHead(Head):
+class MultiHead(Head[Any]):
     """Several named heads trained together (TF's ``MultiHead``).
 
     Logits are a dict keyed by head name, or one array
@@ -191,12 +188,6 @@ class MultiHead(Head):
         return labels
 
     # ---------------------------------------------------------------- loss
-    def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:  # pragma: no cover
-        raise NotImplementedError("MultiHead delegates label processing to its heads.")
-
-    def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:  # pragma: no cover
-        raise NotImplementedError("MultiHead delegates the loss to its heads.")
-
     def _weighted(self, i: int, value: jax.Array) -> jax.Array:
         if self.head_weights is None:
             return value
@@ -249,12 +240,14 @@ class MultiHead(Head):
         regularization = sum_regularization_losses(regularization_losses)
         return total if regularization is None else total + regularization
 
-    def loss_terms(self, labels: Any, logits: Any, features: Features = None) -> Any:
-        """Not available: a MultiHead's loss is a weighted sum of its heads' losses."""
-        raise NotImplementedError(
-            "MultiHead's loss is Σ head_weight_i · loss_i, not one weighted reduction: use "
-            "head.loss (with axis_name= under shard_map) or head.head_losses."
-        )
+    def loss_terms(self, labels: Any, logits: Any, features: Features = None) -> LossTerms:
+        """Every head's :class:`~jaxheads.LossTerms`, side by side, weighted by ``head_weights``."""
+        logits = self._split_logits(logits)
+        labels = self._check_labels(labels)
+        terms = [
+            head.loss_terms(labels[head.name], logits[head.name], features) for head in self.heads
+        ]
+        return LossTerms.concatenate(terms, self.head_weights)
 
     def unreduced_loss(  # type: ignore[override]
         self, labels: Mapping[str, Any], logits: Any, features: Features = None
@@ -332,17 +325,20 @@ class MultiHead(Head):
         outputs[_PREDICT_SERVING_KEY] = merged_predict
         return outputs
 
-    def class_names(self, head_name: str, class_ids: ArrayLike) -> Any:
-        """Host side: the named head's :meth:`class_names`."""
-        return self._head(head_name).class_names(class_ids)  # type: ignore[attr-defined]
+    def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
+        """Each head's vocabularies under ``'<head>/<key>'`` (the ``predict`` output keys)."""
+        return {
+            f"{head.name}/{key}": classes
+            for head in self.heads
+            for key, classes in head.class_vocabularies().items()
+        }
 
-    def encode_labels(self, labels: Mapping[str, Any]) -> dict[str, Any]:
-        """Host side: each head's ``encode_labels`` (when it has one) on its labels."""
+    def encode_labels(self, labels: Any, features: Features = None) -> dict[str, Any]:
+        """Host side: each head's :meth:`encode_labels` on its labels (other keys pass through)."""
         labels = self._check_labels(labels)
         out = dict(labels)
         for head in self.heads:
-            encode = getattr(head, "encode_labels", None)
-            out[head.name] = labels[head.name] if encode is None else encode(labels[head.name])
+            out[head.name] = head.encode_labels(labels[head.name], features)
         return out
 
     def _head(self, head_name: str) -> Head:

@@ -24,14 +24,14 @@ from jax.typing import ArrayLike
 
 from jaxheads import _checks, losses, metrics
 from jaxheads.heads import _labels
-from jaxheads.heads.base import (
+from jaxheads.heads._single import (
     LOSS_FN_ARGS,
-    Features,
-    Head,
+    SingleHead,
     classification_outputs,
     update_regularization_metric,
     wants_regularization_metric,
 )
+from jaxheads.heads.base import Features
 from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import LabelVocabulary, default_class_names, is_string_array
 
@@ -150,7 +150,7 @@ def _ids_to_multi_hot(ids: Any, n_classes: int) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class MultiLabelHead(Head):
+class MultiLabelHead(SingleHead):
     """Multi-label classification with sigmoid cross-entropy (TF's ``MultiLabelHead``).
 
     The loss of an example is the sigmoid cross-entropy averaged over the
@@ -349,7 +349,7 @@ class MultiLabelHead(Head):
         )
         return labels.astype(jnp.float32)
 
-    def encode_labels(self, labels: Any) -> np.ndarray:
+    def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
         """Host side: any accepted label form → float32 multi-hot ``[…, n_classes]`` for ``jit``.
 
         Class names go through ``label_vocabulary`` (an unknown name is a
@@ -391,14 +391,10 @@ class MultiLabelHead(Head):
                     )
         return self._select_predictions(predictions, keys)
 
-    def class_names(self, class_ids: ArrayLike) -> np.ndarray:
-        """Host side: class ids (any shape) → ``str`` names (vocabulary, or ``"0"``, ``"1"``, …).
-
-        ``class_names(predictions["all_class_ids"])`` is TF's ``classes``.
-        """
-        return (self._vocabulary or default_class_names(self.n_classes)).decode(
-            np.asarray(class_ids)
-        )
+    def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
+        """``all_class_ids`` (and the classification signature's ``class_ids``) → the vocabulary."""
+        classes = (self._vocabulary or default_class_names(self.n_classes)).classes
+        return {"all_class_ids": classes, "class_ids": classes}
 
     def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
         """``serving_default``/``classification`` (scores, class ids) and ``predict``."""

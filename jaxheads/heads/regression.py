@@ -15,16 +15,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxheads import _checks, losses, metrics
 from jaxheads.heads import _labels
-from jaxheads.heads.base import (
-    Features,
-    Head,
+from jaxheads.heads._single import (
+    SingleHead,
     update_regularization_metric,
     wants_regularization_metric,
 )
+from jaxheads.heads.base import Features
 from jaxheads.reduction import Reduction
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 
-class _RegressionFamily(Head):
+class _RegressionFamily(SingleHead):
     """Shared behaviour; subclasses define ``label_dimension`` and the hooks below."""
 
     label_dimension: int
@@ -76,6 +77,18 @@ class _RegressionFamily(Head):
         else:
             predictions = {"predictions": jnp.asarray(linked, jnp.float32), "logits": logits}
         return self._select_predictions(predictions, keys)
+
+    def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
+        """Host side: numeric labels as float32, value-checked, ready for ``jit``."""
+        encoded = jnp.asarray(labels)
+        _labels.check_numeric(encoded)
+        encoded = encoded.astype(jnp.float32)
+        self._check_label_values(encoded)
+        return np.asarray(encoded)
+
+    def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
+        """``{}``: regression heads predict no class ids."""
+        return {}
 
     def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
         """``serving_default``/``regression`` (``value``) and ``predict``."""

@@ -22,6 +22,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxheads import _checks
+from jaxheads._loss_terms import LossTerms
 from jaxheads.heads.base import Features, Head, HeadSpec
 from jaxheads.heads.multi_head import MultiHead
 from jaxheads.heads.multi_label import SparseLabels
@@ -45,7 +46,7 @@ def _as_bool(mask: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class SequentialHeadWrapper(Head):
+class SequentialHeadWrapper(Head[Any]):
     """Wraps a head for sequence models, masking padded steps (TF's ``SequentialHeadWrapper``).
 
     Shapes: logits ``[B, T, d]`` (or ``[B, T]`` when the head's
@@ -155,12 +156,6 @@ class SequentialHeadWrapper(Head):
     @property
     def loss_fn(self) -> Any:  # type: ignore[override]
         return self.static_head.loss_fn
-
-    def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:  # pragma: no cover
-        raise NotImplementedError("SequentialHeadWrapper delegates to its static_head.")
-
-    def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:  # pragma: no cover
-        raise NotImplementedError("SequentialHeadWrapper delegates to its static_head.")
 
     # ---------------------------------------------------------------- masking
     def _sequence_logits(self, logits: ArrayLike) -> jax.Array:
@@ -272,10 +267,8 @@ class SequentialHeadWrapper(Head):
         labels, logits, inner_features, _ = self._masked_inputs(labels, logits, features)
         return self._inner.unreduced_loss(labels, logits, inner_features)
 
-    def loss_terms(
-        self, labels: Any, logits: ArrayLike, features: Features = None
-    ) -> tuple[jax.Array, jax.Array | None]:
-        """The unregularized loss as additive ``(Σ w·l, denominator)`` float32 scalars.
+    def loss_terms(self, labels: Any, logits: ArrayLike, features: Features = None) -> LossTerms:
+        """The unregularized loss as additive :class:`~jaxheads.LossTerms`.
 
         ``loss == total / denominator`` (``total`` alone for ``SUM``, where the
         denominator is ``None``). Both terms add up over shards or
@@ -288,7 +281,7 @@ class SequentialHeadWrapper(Head):
         # TF reduces the boolean-masked (flattened) loss: SUM_OVER_BATCH_SIZE
         # divides by the number of valid loss elements; padded weights are 0.
         num_valid = jnp.sum(mask.astype(jnp.float32)) * loss.shape[-1]
-        return weighted_loss_terms(loss, weights, self.loss_reduction, num_valid)
+        return LossTerms.single(*weighted_loss_terms(loss, weights, self.loss_reduction, num_valid))
 
     # ---------------------------------------------------------------- predictions
     def predictions(
@@ -301,9 +294,9 @@ class SequentialHeadWrapper(Head):
         """The wrapped head's export outputs, shaped ``[B, T, …]``."""
         return self.static_head.export_outputs(self._sequence_logits(logits))
 
-    def class_names(self, class_ids: ArrayLike) -> np.ndarray:
-        """Host side: the wrapped head's :meth:`class_names`."""
-        return self.static_head.class_names(class_ids)  # type: ignore[attr-defined]
+    def class_vocabularies(self) -> Mapping[str, tuple[str, ...]]:
+        """The wrapped head's vocabularies."""
+        return self.static_head.class_vocabularies()
 
     def encode_labels(self, labels: Any, features: Features = None) -> Any:
         """Host side: the wrapped head's ``encode_labels``.
@@ -314,7 +307,7 @@ class SequentialHeadWrapper(Head):
         if features is not None and self.input_sequence_mask_key in features:
             mask = _as_bool(jnp.asarray(features[self.input_sequence_mask_key]))
             labels = self._mask_labels(labels, mask)
-        return self.static_head.encode_labels(labels)  # type: ignore[attr-defined]
+        return self.static_head.encode_labels(labels)
 
     # ---------------------------------------------------------------- metrics
     def init_metrics(self, regularization_losses: Any = None) -> dict[str, Any]:
