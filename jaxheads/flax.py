@@ -1,13 +1,20 @@
 """Flax wrappers for heads: a ``flax.linen`` module and a ``flax.nnx`` module.
 
-Both wrap any :class:`jaxheads` head (binary, logistic regression, and every
-head with the same interface). The module optionally owns the final projection
-to ``head.logits_dimension`` (a ``Dense`` / ``Linear`` layer) and exposes the
-head's pure methods (``loss``, ``predictions``, the metric methods,
-``export_outputs``, ``create_spec``), so a head goes into a model in two lines::
+Both wrap any :class:`~jaxheads.heads.base.Head`. The module optionally owns
+the final projection to ``head.logits_dimension`` (a ``Dense`` / ``Linear``
+layer) and exposes the head's public methods (``loss``, ``loss_terms``,
+``predictions``, the metric methods, ``export_outputs``, ``encode_labels``,
+``class_names``, ``class_vocabularies``, ``create_spec``), so a head goes into
+a model in two lines::
 
     self.head = NnxHead(jh.BinaryClassHead(), in_features=64, rngs=rngs)  # nnx
     logits = LinenHead(jh.BinaryClassHead())(x)                           # linen
+
+The methods are not re-declared here: each one is the head's own bound method,
+reached through the typed ``head`` attribute (``module.loss is``
+``module.head.loss`` up to binding), so a type checker sees the head's exact
+signatures and the wrappers cannot drift from the contract. The head's
+``name`` is ``module.head.name`` (linen's ``name`` is the module's).
 
 The projection works on the last axis, so inputs may have any leading
 dimensions ``[D0, …, DN, in_features]``. With ``dtype=jnp.bfloat16`` the logits
@@ -18,8 +25,8 @@ Only this module imports Flax; the heads themselves do not.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
@@ -27,18 +34,23 @@ from flax import linen as nn
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
 
+from jaxheads.heads.base import Head
+
 __all__ = ["HeadMethods", "LinenHead", "NnxHead", "check_logits_dimension"]
 
 Initializer = Callable[..., jax.Array]
 _default_kernel_init: Initializer = nn.initializers.lecun_normal()
 _default_bias_init: Initializer = nn.initializers.zeros_init()
 
+T = TypeVar("T")
+H = TypeVar("H", bound="Head[Any]")
 
-def check_logits_dimension(head: Any, logits: Any) -> None:
+
+def check_logits_dimension(head: Head[Any], logits: ArrayLike | Mapping[str, ArrayLike]) -> None:
     """Raises ``ValueError`` when ``logits``' last dimension is not ``head.logits_dimension``.
 
     Args:
-      head: any head (has ``logits_dimension``).
+      head: any head.
       logits: an array ``[D0, …, DN, logits_dimension]`` (a dict of arrays is
         left to the head to check).
 
@@ -60,89 +72,103 @@ def check_logits_dimension(head: Any, logits: Any) -> None:
         )
 
 
-class HeadMethods:
-    """The head's pure methods, delegated by :class:`LinenHead` and :class:`NnxHead`.
+def _check_inputs(inputs: Any, in_features: int | None = None) -> None:
+    """Raises when ``inputs`` is not one array ``[D0, …, DN, in_features]``.
 
-    Every method forwards to ``self.head`` unchanged (see the head's own
-    docstrings for shapes and dtypes); none touches the module's parameters,
-    so they can be called on an unbound linen module, outside ``apply``.
+    The wrappers map an array to logits; a features dict (as the train steps
+    take it) must be indexed first, ``module(features["x"])``.
+
+    Args:
+      inputs: what the module was called with.
+      in_features: the expected last dimension, or ``None`` for any.
+
+    Examples:
+      >>> _check_inputs(jnp.zeros((2, 3)), 3)
+      >>> _check_inputs({"x": jnp.zeros((2, 3))})
+      Traceback (most recent call last):
+      ...
+      TypeError: inputs must be an array [D0, …, DN, F], got a dict with keys ['x']; pass the model input, e.g. module(features['x']).
+    """
+    if isinstance(inputs, Mapping):
+        keys = sorted(str(k) for k in inputs)
+        first = repr(keys[0]) if keys else "'x'"
+        raise TypeError(
+            f"inputs must be an array [D0, …, DN, F], got a dict with keys {keys}; pass the "
+            f"model input, e.g. module(features[{first}])."
+        )
+    shape = jnp.shape(inputs)
+    if not shape:
+        raise ValueError("inputs must have at least one dimension [D0, …, DN, F], got a scalar.")
+    if in_features is not None and shape[-1] != in_features:
+        raise ValueError(
+            f"inputs shape {tuple(shape)} must end in in_features={in_features}, the size the "
+            "projection was built for."
+        )
+
+
+class _HasHead(Protocol):
+    @property
+    def head(self) -> Head[Any]: ...
+
+
+class _Delegated(Generic[T]):
+    """A read-only attribute that is ``select(instance.head)``.
+
+    Typed by ``select``: ``_Delegated(lambda head: head.loss)`` has the type of
+    ``Head.loss`` bound to a head, so the signature is the head's, checked by
+    the type checker, and never written twice.
     """
 
-    head: Any
+    def __init__(self, select: Callable[[Head[Any]], T]) -> None:
+        self._select = select
 
-    @property
-    def logits_dimension(self) -> int:
-        """``head.logits_dimension``: the size of the last axis of the logits."""
-        return self.head.logits_dimension
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.__doc__ = f"The wrapped head's ``{name}`` (``module.head.{name}``)."
 
-    def loss(
-        self,
-        labels: Any,
-        logits: Any,
-        features: Mapping[str, ArrayLike] | None = None,
-        mode: str | None = None,
-        regularization_losses: Sequence[ArrayLike] | None = None,
-    ) -> jax.Array:
-        """The head's regularized, reduced training loss (float32 scalar)."""
-        return self.head.loss(
-            labels,
-            logits,
-            features=features,
-            mode=mode,
-            regularization_losses=regularization_losses,
-        )
-
-    def unreduced_loss(
-        self, labels: Any, logits: Any, features: Mapping[str, ArrayLike] | None = None
-    ) -> tuple[jax.Array, jax.Array]:
-        """The head's per-element loss and weights, both float32 ``[D0, …, DN, 1]``."""
-        return self.head.unreduced_loss(labels, logits, features=features)
-
-    def predictions(self, logits: Any, keys: Sequence[str] | None = None) -> dict[str, jax.Array]:
-        """The head's predictions dict (all keys, or only ``keys``)."""
-        return self.head.predictions(logits, keys=keys)
-
-    def init_metrics(self) -> Any:
-        """An empty metric state (a pytree of additive states)."""
-        return self.head.init_metrics()
-
-    def update_metrics(
-        self,
-        state: Any,
-        features: Mapping[str, ArrayLike] | None,
-        logits: Any,
-        labels: Any,
-        regularization_losses: Sequence[ArrayLike] | None = None,
-    ) -> Any:
-        """``state`` updated with one batch."""
-        return self.head.update_metrics(
-            state, features, logits, labels, regularization_losses=regularization_losses
-        )
-
-    def compute_metrics(self, state: Any) -> dict[str, jax.Array]:
-        """The metric values (TF's keys) of ``state``."""
-        return self.head.compute_metrics(state)
-
-    def export_outputs(self, logits: Any) -> dict[str, dict[str, jax.Array]]:
-        """Serving signature name -> outputs, ``serving_default`` first."""
-        return self.head.export_outputs(logits)
-
-    def create_spec(self, mode: str, logits: Any, labels: Any = None, **kwargs: Any) -> Any:
-        """The head's ``create_spec`` (a ``HeadSpec`` for ``mode``)."""
-        return self.head.create_spec(mode, logits, labels, **kwargs)
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _Delegated[T]: ...
+    @overload
+    def __get__(self, instance: _HasHead, owner: type | None = None) -> T: ...
+    def __get__(self, instance: _HasHead | None, owner: type | None = None) -> T | _Delegated[T]:
+        if instance is None:
+            return self
+        return self._select(instance.head)
 
 
-class LinenHead(HeadMethods, nn.Module):
-    """A ``flax.linen`` module: optional final ``Dense`` + a head's methods.
+class HeadMethods:
+    """The head's public members, forwarded by :class:`LinenHead` and :class:`NnxHead`.
+
+    Each attribute is the wrapped head's own (bound method or property); none
+    touches the module's parameters, so they can be used on an unbound linen
+    module, outside ``apply``. See :class:`~jaxheads.heads.base.Head` for
+    shapes and dtypes.
+    """
+
+    logits_dimension = _Delegated(lambda head: head.logits_dimension)
+    loss = _Delegated(lambda head: head.loss)
+    loss_terms = _Delegated(lambda head: head.loss_terms)
+    predictions = _Delegated(lambda head: head.predictions)
+    init_metrics = _Delegated(lambda head: head.init_metrics)
+    update_metrics = _Delegated(lambda head: head.update_metrics)
+    compute_metrics = _Delegated(lambda head: head.compute_metrics)
+    export_outputs = _Delegated(lambda head: head.export_outputs)
+    encode_labels = _Delegated(lambda head: head.encode_labels)
+    class_vocabularies = _Delegated(lambda head: head.class_vocabularies)
+    class_names = _Delegated(lambda head: head.class_names)
+    create_spec = _Delegated(lambda head: head.create_spec)
+
+
+class LinenHead(HeadMethods, nn.Module, Generic[H]):
+    """A ``flax.linen`` module: optional final ``Dense`` + the head's methods.
 
     Calling the module maps ``inputs [D0, …, DN, F]`` to logits
     ``[D0, …, DN, head.logits_dimension]`` (with ``project=False`` the inputs
     must already be logits and are returned unchanged after a shape check).
-    The head's methods are plain functions of their arguments; call them on
-    the module (bound or not) or on ``module.head``.
+    The head's methods (see :class:`HeadMethods`) are plain functions of their
+    arguments; call them on the module (bound or not) or on ``module.head``.
 
     Attributes:
-      head: any jaxheads head.
+      head: the wrapped head (``module.head`` keeps its concrete type).
       project: whether the module owns the projection to ``logits_dimension``.
       use_bias: whether the projection has a bias.
       kernel_init: initializer of the projection kernel ``[F, logits_dimension]``.
@@ -163,7 +189,7 @@ class LinenHead(HeadMethods, nn.Module):
       dtype('float32')
     """
 
-    head: Any
+    head: H
     project: bool = True
     use_bias: bool = True
     kernel_init: Initializer = _default_kernel_init
@@ -171,9 +197,15 @@ class LinenHead(HeadMethods, nn.Module):
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.head, Head):
+            raise TypeError(f"head must be a jaxheads Head, got {type(self.head).__name__}.")
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, inputs: ArrayLike) -> jax.Array:
         """Returns logits ``[D0, …, DN, logits_dimension]`` for ``inputs [D0, …, DN, F]``."""
+        _check_inputs(inputs)
         if not self.project:
             check_logits_dimension(self.head, inputs)
             return jnp.asarray(inputs, self.dtype)
@@ -188,11 +220,11 @@ class LinenHead(HeadMethods, nn.Module):
         )(inputs)
 
 
-class NnxHead(HeadMethods, nnx.Module):
-    """A ``flax.nnx`` module: optional final ``Linear`` + a head's methods.
+class NnxHead(HeadMethods, nnx.Module, Generic[H]):
+    """A ``flax.nnx`` module: optional final ``Linear`` + the head's methods.
 
     Args:
-      head: any jaxheads head.
+      head: the wrapped head (``module.head`` keeps its concrete type).
       in_features: size of the last input axis; ``None`` means no projection
         (the inputs are already logits).
       rngs: the ``nnx.Rngs`` for the projection's initializers (required when
@@ -216,7 +248,7 @@ class NnxHead(HeadMethods, nnx.Module):
 
     def __init__(
         self,
-        head: Any,
+        head: H,
         in_features: int | None = None,
         *,
         rngs: nnx.Rngs | None = None,
@@ -226,14 +258,18 @@ class NnxHead(HeadMethods, nnx.Module):
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
     ) -> None:
-        self.head = head
+        if not isinstance(head, Head):
+            raise TypeError(f"head must be a jaxheads Head, got {type(head).__name__}.")
+        self.head: H = head
         self.dtype = dtype
-        if in_features is None:
-            self.logits = None
-        else:
-            if rngs is None:
-                raise ValueError("NnxHead needs `rngs` to initialize its projection.")
-            self.logits = nnx.Linear(
+        self.in_features = in_features
+        if in_features is not None and rngs is None:
+            raise ValueError("NnxHead needs `rngs` to initialize its projection.")
+        # Assigned once: nnx fixes an attribute's data/static status at first assignment.
+        self.logits: nnx.Linear | None = (
+            None
+            if in_features is None or rngs is None
+            else nnx.Linear(
                 in_features,
                 head.logits_dimension,
                 use_bias=use_bias,
@@ -243,10 +279,12 @@ class NnxHead(HeadMethods, nnx.Module):
                 param_dtype=param_dtype,
                 rngs=rngs,
             )
+        )
 
     def __call__(self, inputs: ArrayLike) -> jax.Array:
         """Returns logits ``[D0, …, DN, logits_dimension]`` for ``inputs [D0, …, DN, F]``."""
+        _check_inputs(inputs, self.in_features)
         if self.logits is None:
             check_logits_dimension(self.head, inputs)
             return jnp.asarray(inputs, self.dtype)
-        return self.logits(inputs)
+        return self.logits(jnp.asarray(inputs))

@@ -1,5 +1,7 @@
 """Tests of jaxheads.flax: the linen and nnx head modules."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import jax.test_util
@@ -9,7 +11,8 @@ from flax import linen as nn
 from flax import nnx
 
 import jaxheads as jh
-from jaxheads.flax import LinenHead, NnxHead, check_logits_dimension
+from jaxheads.flax import HeadMethods, LinenHead, NnxHead, check_logits_dimension
+from jaxheads.heads.base import Head
 
 HEADS = [
     jh.BinaryClassHead(),
@@ -63,8 +66,9 @@ def test_delegated_methods_match_the_head():
         np.testing.assert_array_equal, module.predictions(logits), head.predictions(logits)
     )
     assert module.predictions(logits, keys=["logistic"]).keys() == {"logistic"}
-    loss, weights = module.unreduced_loss(labels, logits)
-    np.testing.assert_array_equal(loss, head.unreduced_loss(labels, logits)[0])
+    np.testing.assert_array_equal(
+        module.loss_terms(labels, logits).value(), head.loss_terms(labels, logits).value()
+    )
 
     @jax.jit
     def both_metrics(logits, labels):
@@ -167,3 +171,91 @@ def test_nnx_module_grad():
     logits = module(x)
     expected = jnp.mean(jax.nn.sigmoid(logits) - y)
     np.testing.assert_allclose(grads["logits"]["bias"][...][0], expected, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- the head's API, not a copy of it
+
+FAMILY = {
+    "binary": jh.BinaryClassHead(name="b", label_vocabulary=["n", "y"]),
+    "multi_class": jh.MultiClassHead(3),
+    "multi_label": jh.MultiLabelHead(2),
+    "regression": jh.RegressionHead(2),
+    "multi_head": jh.MultiHead([jh.MultiClassHead(3, name="k"), jh.RegressionHead(1, name="r")]),
+    "sequence": jh.SequentialHeadWrapper(jh.MultiClassHead(3)),
+}
+# Linen's `name` is the module's own; the head's is `module.head.name`.
+PUBLIC = sorted(n for n in dir(Head) if not n.startswith("_") and n != "name")
+
+
+def _modules(head):
+    return {
+        "linen": LinenHead(head),
+        "linen_bound": LinenHead(head, project=False).bind({}),
+        "nnx": NnxHead(head),
+    }
+
+
+def test_every_public_head_member_is_forwarded():
+    assert PUBLIC == sorted(n for n in vars(HeadMethods) if not n.startswith("_"))
+    assert {"loss", "loss_terms", "init_metrics", "class_vocabularies", "encode_labels"} <= set(
+        PUBLIC
+    )
+
+
+@pytest.mark.parametrize("name", list(FAMILY))
+def test_forwarded_members_are_the_heads_own(name):
+    head = FAMILY[name]
+    for kind, module in _modules(head).items():
+        assert module.head is head, kind
+        for member in PUBLIC:
+            ours, theirs = getattr(module, member), getattr(head, member)
+            if not callable(theirs):
+                assert ours == theirs, (kind, member)
+                continue
+            # The head's own bound method (overrides included): same function, same signature.
+            assert ours.__func__ is theirs.__func__, (kind, member)
+            assert ours.__self__ is head, (kind, member)
+            assert inspect.signature(ours) == inspect.signature(theirs), (kind, member)
+
+
+def test_init_metrics_keeps_regularization_losses():
+    # HeadMethods.init_metrics() once dropped this argument.
+    head = jh.BinaryClassHead()
+    logits, labels = jnp.array([[0.5], [-1.0]]), jnp.array([[1.0], [0.0]])
+    for module in _modules(head).values():
+        state = module.init_metrics(regularization_losses=True)
+        state = module.update_metrics(state, None, logits, labels, [jnp.float32(0.25)])
+        assert float(module.compute_metrics(state)["regularization_loss"]) == 0.25
+
+
+def test_multi_head_inside_linen_head():
+    head = FAMILY["multi_head"]
+    module = LinenHead(head)
+    x = jnp.ones((5, 7))
+    variables = module.init(jax.random.key(0), x)
+    logits = module.apply(variables, x)
+    assert logits.shape == (5, 4)
+    labels = {"k": jnp.array([0, 1, 2, 0, 1]), "r": jnp.ones((5, 1))}
+    np.testing.assert_allclose(module.loss(labels, logits), head.loss(labels, logits))
+    spec = module.create_spec("eval", logits, labels)
+    metrics = module.compute_metrics(spec.metrics)
+    assert "accuracy/k" in metrics and "average_loss/r" in metrics
+    assert module.class_names(np.array([2]), "k/class_ids").tolist() == ["2"]
+
+
+def test_module_argument_errors():
+    with pytest.raises(TypeError, match="head must be a jaxheads Head, got str"):
+        LinenHead("binary").init(jax.random.key(0), jnp.ones((1, 1)))
+    with pytest.raises(TypeError, match="head must be a jaxheads Head, got str"):
+        NnxHead("binary")
+    module = NnxHead(jh.BinaryClassHead(), in_features=3, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"inputs shape \(2, 4\) must end in in_features=3"):
+        module(jnp.ones((2, 4)))
+    for m in (module, LinenHead(jh.BinaryClassHead())):
+        call = m if isinstance(m, NnxHead) else (lambda x, m=m: m.init(jax.random.key(0), x))
+        with pytest.raises(
+            TypeError, match=r"inputs must be an array .*got a dict with keys \['x'\]"
+        ):
+            call({"x": jnp.ones((2, 3))})
+        with pytest.raises(ValueError, match="inputs must have at least one dimension"):
+            call(jnp.float32(1.0))
