@@ -38,7 +38,10 @@ def test_round_trip_with_symbolic_batch_and_vocabulary(binary_artifact, tmp_path
     assert isinstance(blob, bytes) and blob.startswith(b"JAXHEADS")
     served = ExportedHead.deserialize(blob)
     assert served.signatures == ("serving_default", "classification", "regression", "predict")
-    assert served.vocabulary == ("benign", "malignant")
+    assert served.class_vocabularies == {
+        "class_ids": ("benign", "malignant"),
+        "all_class_ids": ("benign", "malignant"),
+    }
     assert "BinaryClassHead" in repr(served)
     x = jax.random.normal(jax.random.key(1), (7, 3))  # another batch size than exported
     expected = head.export_outputs(logits_fn(x))
@@ -54,8 +57,9 @@ def test_round_trip_with_symbolic_batch_and_vocabulary(binary_artifact, tmp_path
     ids = np.asarray(head.predictions(logits_fn(x))["class_ids"])
     np.testing.assert_array_equal(predict["classes"], head.class_names(ids))
     np.testing.assert_array_equal(
-        predict["all_classes"], head.class_names(predict["all_class_ids"])
+        predict["all_classes"], head.class_names(predict["all_class_ids"], "all_class_ids")
     )
+    np.testing.assert_array_equal(served.class_names(ids), head.class_names(ids))
     assert "classes" not in served(x, "predict", with_class_names=False)
     # Files too.
     path = tmp_path / "model.jaxheads"
@@ -69,7 +73,7 @@ def test_logistic_regression_has_no_classes():
     logits_fn = _model(head)
     artifact = ExportedHead.deserialize(export_head(head, logits_fn, jnp.zeros((1, 3))).serialize())
     assert artifact.signatures == ("serving_default", "regression", "predict")
-    assert artifact.vocabulary is None
+    assert artifact.class_vocabularies == {}
     x = jnp.ones((5, 3))
     out = artifact(x, "regression")
     assert list(out) == ["value"]
@@ -104,19 +108,258 @@ def test_serving_function_jit_vmap():
     jax.tree.map(np.testing.assert_array_equal, jax.jit(fn)(x), eager)
     batched = jax.vmap(fn)(jnp.stack([x, -x]))
     np.testing.assert_array_equal(batched["scores"][0], eager["scores"])
-    with pytest.raises(ValueError, match="Unknown serving signature"):
+    with pytest.raises(ValueError, match="unknown serving signature"):
         serving_function(head, lambda x: x, "nope")(x)
 
 
 def test_errors(binary_artifact):
     _, _, artifact = binary_artifact
-    with pytest.raises(ValueError, match="Unknown signature"):
+    with pytest.raises(ValueError, match="unknown signature"):
         artifact(jnp.ones((1, 3)), "nope")
     with pytest.raises(ValueError, match="magic"):
         ExportedHead.deserialize(b"not an artifact")
     with pytest.raises(ValueError, match="out of range"):
         artifact.class_names(np.array([2]))
+    with pytest.raises(ValueError, match="not a class-id output"):
+        artifact.class_names(np.array([1]), "logits")
     with pytest.raises(ValueError, match="scalar"):
         export_head(jh.BinaryClassHead(), lambda x: x, jnp.zeros(()))
     with pytest.raises(ValueError, match="at least one"):
         ExportedHead({}, {})
+    with pytest.raises(ValueError, match="signatures: expected a list of names from"):
+        export_head(jh.BinaryClassHead(), lambda x: x, jnp.zeros((1, 1)), signatures=["nope"])
+    with pytest.raises(TypeError, match="head: expected a jaxheads Head, got str"):
+        export_head("binary", lambda x: x, jnp.zeros((1, 1)))
+
+
+# ---------------------------------------------------------------- every sub-head's vocabulary
+
+
+def test_multi_head_serves_the_vocabulary_of_each_head():
+    spam = jh.BinaryClassHead(name="spam", label_vocabulary=["ham", "spam"])
+    topic = jh.MultiClassHead(3, name="topic", label_vocabulary=["news", "sport", "art"])
+    head = jh.MultiHead([spam, topic])
+    logits_fn = _model(head)
+    served = ExportedHead.deserialize(export_head(head, logits_fn, jnp.zeros((1, 3))).serialize())
+    x = jax.random.normal(jax.random.key(2), (9, 3))
+    logits = logits_fn(x)
+    spam_ids = np.asarray(spam.predictions(logits[:, :1])["class_ids"])
+    topic_ids = np.asarray(topic.predictions(logits[:, 1:])["class_ids"])
+    predict = served(x, "predict")
+    np.testing.assert_array_equal(predict["spam/classes"], np.array(["ham", "spam"])[spam_ids])
+    np.testing.assert_array_equal(
+        predict["topic/classes"], np.array(["news", "sport", "art"])[topic_ids]
+    )
+    assert set(predict["topic/classes"].ravel()) <= {"news", "sport", "art"}
+    np.testing.assert_array_equal(
+        predict["topic/all_classes"], np.broadcast_to(["news", "sport", "art"], (9, 3))
+    )
+    # serving_default is the first head's classification output, the other signatures each
+    # head's own.
+    assert served(x)["classes"][0].tolist() == ["ham", "spam"]
+    assert served(x, "topic")["classes"][0].tolist() == ["news", "sport", "art"]
+    assert served(x, "topic/classification")["classes"][0].tolist() == ["news", "sport", "art"]
+    assert served(x, "spam/predict")["classes"].tolist() == predict["spam/classes"].tolist()
+    np.testing.assert_array_equal(
+        served.class_names(topic_ids, "topic/class_ids"),
+        head.class_names(topic_ids, "topic/class_ids"),
+    )
+
+
+@pytest.mark.parametrize("vocabulary", [["a", "b", "c"], None])
+def test_sequential_wrapper_serves_the_wrapped_vocabulary(vocabulary):
+    head = jh.SequentialHeadWrapper(jh.MultiClassHead(3, label_vocabulary=vocabulary))
+    w = jax.random.normal(jax.random.key(3), (4, 3))
+
+    def logits_fn(x):
+        return x @ w
+
+    served = ExportedHead.deserialize(
+        export_head(head, logits_fn, jnp.zeros((1, 5, 4))).serialize()
+    )
+    x = jax.random.normal(jax.random.key(4), (2, 5, 4))
+    out = served(x, "predict")
+    ids = np.asarray(jnp.argmax(logits_fn(x), -1))[..., None]
+    names = np.array(vocabulary or ["0", "1", "2"])
+    assert out["classes"].shape == (2, 5, 1)
+    np.testing.assert_array_equal(out["classes"], names[ids])
+    assert served(x)["classes"][0, 0].tolist() == names.tolist()
+
+
+def test_regression_in_a_multi_head_has_no_classes():
+    head = jh.MultiHead([jh.RegressionHead(2, name="size"), jh.MultiClassHead(3, name="kind")])
+    served = export_head(head, _model(head), jnp.zeros((1, 3)))
+    x = jnp.ones((2, 3))
+    assert "classes" not in served(x)
+    assert served(x, "kind")["classes"][0].tolist() == ["0", "1", "2"]
+    assert served.output_vocabulary("size", "value") is None
+
+
+def test_reads_a_version_1_export(binary_artifact):
+    # jaxheads 0.1 wrote one `vocabulary` for every class-id output.
+    import json
+    import struct
+
+    _, _, artifact = binary_artifact
+    blobs = [bytes(exp.serialize()) for exp in artifact.exported.values()]
+    header = {
+        "format": "jaxheads.export",
+        "version": 1,
+        "head": "BinaryClassHead",
+        "vocabulary": ["benign", "malignant"],
+        "signatures": [
+            {"name": n, "size": len(b)} for n, b in zip(artifact.exported, blobs, strict=True)
+        ],
+    }
+    raw = json.dumps(header).encode()
+    old = ExportedHead.deserialize(
+        b"JAXHEADS" + struct.pack("<I", len(raw)) + raw + b"".join(blobs)
+    )
+    x = jnp.ones((2, 3))
+    np.testing.assert_array_equal(old(x, "predict")["classes"], artifact(x, "predict")["classes"])
+    assert old.class_vocabularies["class_ids"] == ("benign", "malignant")
+
+
+# ---------------------------------------------------------------- explicit jax.export import
+
+
+def test_imports_jax_export_explicitly():
+    # Before jax 0.8 a bare `import jax` did not import the `jax.export` submodule: simulate it.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jax\n"
+        "del jax.export\n"
+        "for m in [m for m in sys.modules if m == 'jax.export' or m.startswith('jax.export.')]:\n"
+        "    del sys.modules[m]\n"
+        "import jax.numpy as jnp, jaxheads as jh\n"
+        "from jaxheads.export import export_head\n"
+        "art = export_head(jh.BinaryClassHead(), lambda x: x, jnp.zeros((1, 1)))\n"
+        "print(art(jnp.ones((2, 1)))['scores'].shape)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "(2, 2)"
+
+
+# ---------------------------------------------------------------- edge cases (issue 9)
+
+
+def test_empty_batch(binary_artifact):
+    head, logits_fn, artifact = binary_artifact
+    x = np.zeros((0, 3), np.float32)
+    full = artifact(np.ones((2, 3), np.float32), "predict")
+    out = artifact(x, "predict")
+    assert set(out) == set(full)
+    for key, value in out.items():
+        assert value.shape == (0,) + full[key].shape[1:], key
+        assert value.dtype == full[key].dtype, key
+    assert artifact(x)["classes"].shape == (0, 2)
+    # The traced serving function handles it too.
+    direct = serving_function(head, logits_fn, "predict")(jnp.zeros((0, 3)))
+    assert direct["probabilities"].shape == (0, 2)
+
+
+def test_empty_batch_of_dict_inputs():
+    head = jh.MultiClassHead(3, label_vocabulary=["x", "y", "z"])
+
+    def logits_fn(features):
+        return features["a"] * features["b"]
+
+    artifact = export_head(head, logits_fn, {"a": jnp.zeros((1, 3)), "b": jnp.zeros((1, 3))})
+    out = artifact({"a": np.zeros((0, 3), np.float32), "b": np.zeros((0, 3), np.float32)})
+    assert out["scores"].shape == (0, 3) and out["classes"].shape == (0, 3)
+
+
+def _blob(artifact):
+    return artifact.serialize()
+
+
+@pytest.mark.parametrize("cut", [0, 5, 8, 10, 12, 40, -1000, -1])
+def test_truncated_blob(binary_artifact, cut):
+    blob = _blob(binary_artifact[2])
+    with pytest.raises(
+        ValueError, match=r"^data: (truncated jaxheads export|not a jaxheads export)"
+    ):
+        ExportedHead.deserialize(blob[:cut])
+
+
+def test_corrupt_blob(binary_artifact):
+    blob = _blob(binary_artifact[2])
+    with pytest.raises(ValueError, match="data: 2 unexpected bytes after the jaxheads export"):
+        ExportedHead.deserialize(blob + b"xx")
+    size = int.from_bytes(blob[8:12], "little")
+    garbled = blob[:12] + b"\xff" * 20 + blob[32:]
+    with pytest.raises(ValueError, match="data: not a jaxheads export .corrupt header"):
+        ExportedHead.deserialize(garbled)
+    # A module whose bytes were zeroed.
+    zeroed = blob[: 12 + size] + bytes(len(blob) - 12 - size)
+    with pytest.raises(
+        ValueError, match="data: signature 'serving_default' of this jaxheads export"
+    ):
+        ExportedHead.deserialize(zeroed)
+    with pytest.raises(TypeError, match="data: expected bytes, got str"):
+        ExportedHead.deserialize("JAXHEADS")
+    wrong_format = b'{"format": "other", "version": 2, "signatures": []}'
+    with pytest.raises(ValueError, match="not a jaxheads export .the header names no"):
+        ExportedHead.deserialize(
+            b"JAXHEADS" + len(wrong_format).to_bytes(4, "little") + wrong_format
+        )
+    future = b'{"format": "jaxheads.export", "version": 99, "signatures": []}'
+    with pytest.raises(ValueError, match="unsupported jaxheads export version 99"):
+        ExportedHead.deserialize(b"JAXHEADS" + len(future).to_bytes(4, "little") + future)
+
+
+def test_wrong_inputs_name_the_argument(binary_artifact):
+    _, _, artifact = binary_artifact
+    with pytest.raises(
+        TypeError, match=r"inputs: expected dtype float32 \(shape \(batch, 3\)\), got int32"
+    ):
+        artifact(np.ones((2, 3), np.int32))
+    with pytest.raises(
+        ValueError, match=r"inputs: expected shape \(batch, 3\) \(float32\), got \(2, 4\)"
+    ):
+        artifact(np.ones((2, 4), np.float32))
+    with pytest.raises(
+        ValueError, match=r"inputs: expected shape \(batch, 3\) \(float32\), got \(3,\)"
+    ):
+        artifact(np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="inputs: expected the structure of the export's example"):
+        artifact({"x": np.ones((2, 3), np.float32)})
+    with pytest.raises(TypeError, match="inputs: expected float32 values, got strings"):
+        artifact(np.array([["a", "b", "c"]]))
+    # float64 numpy arrays and nested lists are fine: JAX canonicalizes them to float32.
+    out = artifact(np.ones((2, 3)))
+    np.testing.assert_array_equal(out["scores"], artifact([[1.0, 1.0, 1.0]] * 2)["scores"])
+
+
+def test_wrong_dict_inputs_name_the_leaf():
+    head = jh.BinaryClassHead()
+
+    def logits_fn(features):
+        return features["a"] - features["b"][:, :1]
+
+    example = {"a": jnp.zeros((1, 1)), "b": jnp.zeros((1, 2))}
+    artifact = export_head(head, logits_fn, example)
+    with pytest.raises(ValueError, match=r"inputs\['b'\]: expected shape \(batch, 2\)"):
+        artifact({"a": np.zeros((3, 1), np.float32), "b": np.zeros((3, 5), np.float32)})
+    with pytest.raises(TypeError, match="inputs: expected the structure"):
+        artifact({"a": np.zeros((3, 1), np.float32)})
+    with pytest.raises(ValueError, match="inputs: the batch dimension differs between inputs"):
+        artifact({"a": np.zeros((3, 1), np.float32), "b": np.zeros((2, 2), np.float32)})
+
+
+def test_function_is_jittable(binary_artifact):
+    _, logits_fn, artifact = binary_artifact
+    fn = artifact.function("predict")
+    x = jax.random.normal(jax.random.key(5), (4, 3))
+    jitted = jax.jit(fn)(x)
+    eager = artifact(x, "predict", with_class_names=False)
+    assert set(jitted) == set(eager)
+    for key in eager:
+        np.testing.assert_allclose(jitted[key], eager[key], rtol=1e-6, err_msg=key)
+    with pytest.raises(ValueError, match="signature: unknown signature 'nope'"):
+        artifact.function("nope")
