@@ -2,48 +2,76 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import optax
 from flax import linen as nn
+from flax.training.train_state import TrainState
 from jax.sharding import Mesh
 
-from jaxheads.train._core import (
+from jaxheads.heads.base import Head
+from jaxheads.train import _state
+from jaxheads.train._grads import (
+    Config,
+    LogitsFn,
+    PyTree,
     RegularizationFn,
-    StepOutput,
-    _apply_gradients,
-    _check_strategy,
-    _Config,
-    _distribute,
-    _eval_core,
-    _finish_eval,
-    _host_side,
-    _linen_logits_fn,
-    _loss_and_grads,
-    _metrics,
-    _resolve_apply,
+    eval_loss,
+    loss_and_grads,
+    metric_state,
 )
+from jaxheads.train._host import Batch, prepare_batch
+from jaxheads.train._outputs import EvalOutput, StepOutput, fold_eval
+from jaxheads.train._place import CoreOutput, check_strategy, distribute, same_on_every_device
+
+ApplyFn = Callable[..., Any]
 
 
-# --------------------------------------------------------------------------- linen / TrainState
+def _apply_fn(model: nn.Module | ApplyFn | None, state: Any) -> ApplyFn:
+    if model is not None:
+        return model.apply if isinstance(model, nn.Module) else model
+    if not isinstance(state, TrainState):
+        raise TypeError(
+            "model=None takes the apply function of a flax TrainState (`state.apply_fn`); got a "
+            f"{type(state).__name__}: pass the model to the step factory."
+        )
+    return state.apply_fn
+
+
+def _logits_fn(apply_fn: ApplyFn, kwargs: Mapping[str, Any], mutable: Sequence[str]) -> LogitsFn:
+    """(params, collections, inputs, rng) -> (logits, updated collections)."""
+
+    def logits_fn(params: PyTree, collections: PyTree, inputs: Any, rng: Any) -> tuple[Any, PyTree]:
+        call = dict(kwargs)
+        if rng is not None:
+            call["rngs"] = {"dropout": rng}
+        variables = {"params": params, **collections}
+        if not mutable:
+            return apply_fn(variables, inputs, **call), collections
+        logits, updated = apply_fn(variables, inputs, mutable=list(mutable), **call)
+        return logits, {name: updated[name] for name in mutable}
+
+    return logits_fn
+
+
 def make_train_step(
-    model: nn.Module | Callable[..., Any] | None,
-    head: Any,
+    model: nn.Module | ApplyFn | None,
+    head: Head[Any],
     tx: optax.GradientTransformation | None = None,
     *,
     inputs_key: str | None = None,
     regularization_fn: RegularizationFn | None = None,
     micro_batches: int = 1,
     with_metrics: bool = True,
-    apply_kwargs: Mapping[str, Any] | None = None,
     mesh: Mesh | None = None,
     data_axis: str = "data",
     strategy: str = "jit",
     jit: bool = True,
-    donate_argnums: int | Sequence[int] = (),
+    donate: bool = False,
+    apply_kwargs: Mapping[str, Any] | None = None,
+    mutable: Sequence[str] = (),
 ) -> Callable[..., tuple[Any, StepOutput]]:
     """Builds ``step(state, features, labels, rng=None) -> (state, StepOutput)``.
 
@@ -53,42 +81,45 @@ def make_train_step(
 
     Args:
       model: a ``flax.linen`` module; or a function with the flax ``apply``
-        convention, ``apply_fn({"params": params}, inputs, **kwargs) -> logits``
+        convention, ``apply_fn(variables, inputs, **kwargs) -> logits``
         (a plain ``f(params, x)`` fits as ``lambda v, x, **kw: f(v["params"], x)``);
-        or ``None`` to use ``state.apply_fn``. Logits are
-        ``[batch, …, head.logits_dimension]``, any float dtype.
-      head: any jaxheads head.
-      tx: the optax transformation; ``None`` uses ``state.apply_gradients``
-        (the ``tx`` of a flax ``TrainState``). ``optax.MultiSteps`` works as
-        usual (it averages per-step losses; ``micro_batches`` is exact).
+        or ``None`` to use ``state.apply_fn`` (a flax ``TrainState``). Logits
+        are ``[batch, …, head.logits_dimension]``, any float dtype.
+      head: any :class:`~jaxheads.heads.base.Head`.
+      tx: the optax transformation; ``None`` uses the ``tx`` of a flax
+        ``TrainState``. ``optax.MultiSteps`` works as usual.
       inputs_key: when ``features`` is a dict, the key of the model input; the
-        whole dict still reaches the head (weight column). ``None`` gives the
+        whole dict still reaches the head (weight columns). ``None`` gives the
         model ``features`` itself.
       regularization_fn: ``fn(params) -> scalar or list of scalars`` added to
         the loss (TF's ``regularization_losses``) and tracked in the metrics.
       micro_batches: split the (per-device) batch into this many micro-batches
-        and accumulate gradients over them in one step (lower memory, same
-        loss and gradients as the full batch).
+        and accumulate gradients over them (lower memory; the same loss and
+        gradients as the full batch; batch statistics are then per micro-batch).
       with_metrics: also return the head's metric state of the batch.
-      apply_kwargs: extra keyword arguments of the apply function (e.g.
-        ``{"train": True}``). With an ``rng``, ``rngs={"dropout": rng}`` is added.
-      mesh: a device mesh; the batch is split over ``data_axis`` and the state
-        replicated (place it once with :func:`replicate`). Host-local batches
-        become global arrays (:func:`global_batch`).
+      mesh: a device mesh (any: ``jax.make_mesh``'s ``Explicit`` axes are used
+        as ``Auto``); the batch is split over ``data_axis`` and the state
+        replicated (place it once with :func:`replicate`). Each process passes
+        its host-local rows; sizes may differ between hosts (padded and masked).
       data_axis: the mesh axis of the batch.
       strategy: ``"jit"`` (sharded arrays, XLA's partitioner) or
-        ``"shard_map"`` (explicit per-device code and ``psum``).
+        ``"shard_map"`` (explicit per-device code and ``psum``; give
+        ``BatchNorm`` ``axis_name=data_axis`` there for global statistics).
       jit: return the step ``jax.jit``-ed (else the pure function).
-      donate_argnums: passed to ``jax.jit`` (``0`` donates the state).
+      donate: donate the state's buffers to the step.
+      apply_kwargs: extra keyword arguments of the apply function (e.g.
+        ``{"train": True}``). With an ``rng``, ``rngs={"dropout": rng}`` is added.
+      mutable: the model's mutable collections (e.g. ``("batch_stats",)``),
+        each a field of the state of the same name (a ``TrainState`` subclass
+        with ``batch_stats: Any``); the step returns them updated.
 
     Returns:
-      ``step(state, features, labels, rng=None)``: ``features`` is the model
-      input (an array or a dict, see ``inputs_key``), ``labels`` the head's
-      labels (string labels are encoded on the host), ``rng`` an optional
+      ``step(state, features, labels, rng=None)``: ``state`` a
+      :class:`TrainStateLike`; ``features`` the model input (an array or a
+      dict, see ``inputs_key``); ``labels`` the head's labels, encoded and
+      checked on the host by ``head.encode_labels``; ``rng`` an optional
       dropout key (folded with the device index under ``shard_map`` and with
-      the micro-batch index, so masks differ between shards and micro-batches;
-      under ``strategy="jit"`` the masks are those of one device). Returns the
-      new state and a :class:`StepOutput`.
+      the micro-batch index). Returns the new state and a :class:`StepOutput`.
 
     Examples:
       >>> import jax, jax.numpy as jnp, numpy as np
@@ -105,67 +136,68 @@ def make_train_step(
       >>> int(state.step), out.loss.dtype
       (1, dtype('float32'))
     """
-    _check_strategy(strategy, mesh)
-    kw = dict(apply_kwargs or {})
+    mesh = check_strategy(strategy, mesh, data_axis)
+    cfg = Config(head, inputs_key, regularization_fn, micro_batches)
+    kwargs, collections = dict(apply_kwargs or {}), tuple(mutable)
 
-    def core(state: Any, features: Any, labels: Any, rng: Any, *, axis_name: str | None) -> tuple:
-        cfg = _Config(head, inputs_key, regularization_fn, micro_batches, axis_name)
-        logits_fn = _linen_logits_fn(_resolve_apply(model, state), kw)
+    def core(_: None, state: Any, batch: Batch, rng: Any, axis_name: str | None) -> CoreOutput:
+        logits_fn = _logits_fn(_apply_fn(model, state), kwargs, collections)
         if rng is not None and axis_name is not None:
             rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
-        loss, grads, logits, reg, _ = _loss_and_grads(
-            cfg, logits_fn, state.params, None, features, labels, rng
+        model_state = _state.collections_of(state, collections)
+        out = loss_and_grads(cfg, logits_fn, state.params, model_state, batch, rng, axis_name)
+        new_model_state = out.model_state
+        if axis_name is not None:
+            new_model_state = same_on_every_device(new_model_state, axis_name)
+        new_state = _state.apply_gradients(state, out.grads, tx, **new_model_state)
+        return CoreOutput(new_state, out.loss, out.logits, out.regularization)
+
+    def finish(_: None, state: Any, batch: Batch, rng: Any, out: CoreOutput) -> tuple:
+        metrics = (
+            metric_state(head, batch, out.logits, out.regularization) if with_metrics else None
         )
-        return _apply_gradients(state, grads, tx), loss, logits, reg
+        return out.state, StepOutput(out.loss, metrics)
 
-    def finish(state: Any, features: Any, labels: Any, rng: Any, outputs: tuple) -> tuple:
-        new_state, loss, logits, reg = outputs
-        metric_state = _metrics(head, features, logits, labels, reg) if with_metrics else None
-        return new_state, StepOutput(loss, metric_state)
-
-    _Config(head, inputs_key, regularization_fn, micro_batches, None)  # validate
-    step = _distribute(
-        core,
-        finish,
-        n_replicated=1,
-        n_batch=2,
-        n_trailing=1,
-        sharded_outputs=(False, False, True, False),
-        mesh=mesh,
-        data_axis=data_axis,
-        strategy=strategy,
-        jit=jit,
-        donate_argnums=donate_argnums,
+    step = distribute(
+        core, finish, mesh=mesh, data_axis=data_axis, strategy=strategy, jit=jit, donate=donate
     )
 
     def train_step(
         state: Any, features: Any, labels: Any, rng: Any = None
     ) -> tuple[Any, StepOutput]:
-        features, labels = _host_side(head, mesh, data_axis, features, labels)
-        return step(state, features, labels, rng)
+        _state.check_train_state(state, tx)
+        _state.check_collections(state, collections)
+        _state.check_rng(rng)
+        return step(None, state, prepare_batch(head, features, labels, mesh, data_axis), rng)
 
     return train_step
 
 
 def make_eval_step(
-    model: nn.Module | Callable[..., Any] | None,
-    head: Any,
+    model: nn.Module | ApplyFn | None,
+    head: Head[Any],
     *,
     inputs_key: str | None = None,
     regularization_fn: RegularizationFn | None = None,
-    apply_kwargs: Mapping[str, Any] | None = None,
     mesh: Mesh | None = None,
     data_axis: str = "data",
     strategy: str = "jit",
     jit: bool = True,
-) -> Callable[..., StepOutput]:
-    """Builds ``eval_step(state, features, labels, metric_state=None) -> StepOutput``.
+    apply_kwargs: Mapping[str, Any] | None = None,
+    mutable: Sequence[str] = (),
+) -> Callable[..., EvalOutput]:
+    """Builds ``eval_step(state, features, labels, previous=None) -> EvalOutput``.
 
-    The returned loss is the head's regularized loss on the global batch; the
-    metric state is ``metric_state`` (or a fresh one) merged with this batch's,
-    so it folds over an eval set. Arguments are those of :func:`make_train_step`;
-    ``state`` is a ``TrainState`` (or any object with ``params``), or the
-    params themselves when ``model`` is given.
+    The output holds this batch's regularized loss and the head's metric state
+    merged over every batch so far: pass it back as ``previous`` to fold an
+    eval set, and read ``out.results(head)`` (the head's metrics plus
+    Estimator's ``loss``, the mean of the batch losses). Arguments are those
+    of :func:`make_train_step`; ``state`` is a ``TrainState`` (or any object
+    with ``params``), or the params themselves when ``model`` is given;
+    ``mutable`` names the collections read from the state (e.g.
+    ``("batch_stats",)``; run the model in inference mode through
+    ``apply_kwargs``, e.g. ``{"train": False}``). Batches of any size work:
+    rows that do not split over the mesh are padded and masked out.
 
     Examples:
       >>> import jax, jax.numpy as jnp, numpy as np
@@ -177,35 +209,34 @@ def make_eval_step(
       >>> params = model.init(jax.random.key(0), x)["params"]
       >>> evaluate = make_eval_step(model, head)
       >>> out = evaluate(params, x, y)
-      >>> out = evaluate(params, x, y, out.metrics)
-      >>> float(head.compute_metrics(out.metrics)["label/mean"])
-      1.0
+      >>> out = evaluate(params, x, y, out)
+      >>> results = out.results(head)
+      >>> float(results["label/mean"]), bool(results["loss"] > 0)
+      (1.0, True)
     """
-    _check_strategy(strategy, mesh)
-    kw = dict(apply_kwargs or {})
+    mesh = check_strategy(strategy, mesh, data_axis)
+    cfg = Config(head, inputs_key, regularization_fn)
+    kwargs, collections = dict(apply_kwargs or {}), tuple(mutable)
 
-    def core(state: Any, features: Any, labels: Any, metric_state: Any, *, axis_name: Any) -> Any:
-        cfg = _Config(head, inputs_key, regularization_fn, 1, axis_name)
-        params = getattr(state, "params", state)
-        logits_fn = _linen_logits_fn(_resolve_apply(model, state), kw)
-        return _eval_core(cfg, logits_fn, params, None, features, labels)
+    def core(_: None, state: Any, batch: Batch, previous: Any, axis_name: str | None) -> CoreOutput:
+        params = state.params if isinstance(state, _state.HasParams) else state
+        model_state = _state.collections_of(state, collections)
+        logits_fn = _logits_fn(_apply_fn(model, state), kwargs, ())
+        logits, _ = logits_fn(params, model_state, cfg.inputs(batch.features), None)
+        loss, reg = eval_loss(cfg, params, logits, batch, axis_name)
+        return CoreOutput(None, loss, logits, reg)
 
-    step = _distribute(
-        core,
-        functools.partial(_finish_eval, head),
-        n_replicated=1,
-        n_batch=2,
-        n_trailing=1,
-        sharded_outputs=(False, True, False),
-        mesh=mesh,
-        data_axis=data_axis,
-        strategy=strategy,
-        jit=jit,
-        donate_argnums=(),
+    def finish(_: None, state: Any, batch: Batch, previous: Any, out: CoreOutput) -> EvalOutput:
+        metrics = metric_state(head, batch, out.logits, out.regularization)
+        return fold_eval(previous, out.loss, metrics)
+
+    step = distribute(
+        core, finish, mesh=mesh, data_axis=data_axis, strategy=strategy, jit=jit, donate=False
     )
 
-    def eval_step(state: Any, features: Any, labels: Any, metric_state: Any = None) -> StepOutput:
-        features, labels = _host_side(head, mesh, data_axis, features, labels)
-        return step(state, features, labels, metric_state)
+    def eval_step(state: Any, features: Any, labels: Any, previous: Any = None) -> EvalOutput:
+        _state.check_collections(state, collections)
+        _state.check_previous(previous)
+        return step(None, state, prepare_batch(head, features, labels, mesh, data_axis), previous)
 
     return eval_step

@@ -1,4 +1,4 @@
-"""Meshes, shardings and host-local batches for data-parallel steps."""
+"""Meshes and shardings: where the state and the batch live."""
 
 from __future__ import annotations
 
@@ -7,17 +7,15 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 
-# --------------------------------------------------------------------------- meshes
 def make_mesh(num_devices: int | None = None, data_axis: str = "data") -> Mesh:
     """A 1-D data-parallel mesh over ``num_devices`` devices (default: all, every host).
 
-    The axis is ``AxisType.Auto`` (XLA's partitioner places the collectives):
-    ``jax.make_mesh``'s default in recent JAX, ``Explicit``, makes the
-    scatter-adds of the metric updates fail on sharded batches.
+    Any other mesh works too (``jax.make_mesh`` with ``Explicit`` axes, more
+    axes than the data axis): the steps partition over an ``Auto`` copy of it.
 
     Examples:
       >>> import jax, jax.numpy as jnp, numpy as np
@@ -29,14 +27,44 @@ def make_mesh(num_devices: int | None = None, data_axis: str = "data") -> Mesh:
     return jax.make_mesh(
         (num_devices,),
         (data_axis,),
-        axis_types=(jax.sharding.AxisType.Auto,),
+        axis_types=(AxisType.Auto,),
         devices=devices[:num_devices],
     )
 
 
+def resolve_mesh(mesh: Mesh, data_axis: str) -> Mesh:
+    """``mesh`` with every axis ``Auto``, after checking that ``data_axis`` is one of its axes.
+
+    ``jax.make_mesh``'s default ``Explicit`` axes make sharding part of the
+    types, which the steps do not need (XLA places the collectives) and which
+    the metric updates' scatter-adds on sharded batches do not support.
+    """
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
+    if data_axis not in mesh.axis_names:
+        raise ValueError(
+            f"data_axis={data_axis!r} is not an axis of the mesh (its axes: "
+            f"{tuple(mesh.axis_names)}); pass the batch axis as data_axis=..."
+        )
+    if all(t == AxisType.Auto for t in mesh.axis_types):
+        return mesh
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * mesh.devices.ndim)
+
+
 def data_sharding(mesh: Mesh, data_axis: str = "data") -> NamedSharding:
     """The sharding of a batch: leading axis split over ``data_axis``, the rest replicated."""
-    return NamedSharding(mesh, P(data_axis))
+    return NamedSharding(resolve_mesh(mesh, data_axis), P(data_axis))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Fully replicated on ``mesh`` (made ``Auto``)."""
+    auto = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * mesh.devices.ndim)
+    return NamedSharding(auto, P())
+
+
+def num_data_shards(mesh: Mesh, data_axis: str) -> int:
+    """How many shards the batch's leading axis is split into."""
+    return int(dict(mesh.shape)[data_axis])
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
@@ -51,7 +79,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
       >>> replicate({"w": jnp.ones(3)}, mesh)["w"].sharding.is_fully_replicated
       True
     """
-    sharding = NamedSharding(mesh, P())
+    sharding = replicated(mesh)
 
     def put(x: Any) -> Any:
         if jax.process_count() == 1:
@@ -63,37 +91,3 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
         nnx.update(tree, jax.tree.map(put, nnx.state(tree)))
         return tree
     return jax.tree.map(put, tree)
-
-
-def global_batch(batch: Any, mesh: Mesh, data_axis: str = "data") -> Any:
-    """Host-local batch leaves -> global arrays sharded along ``data_axis``.
-
-    Each process passes its own slice of the global batch (leading axis); the
-    result is one global ``jax.Array`` per leaf whose leading size is the sum
-    over processes (``jax.make_array_from_process_local_data``). On a single
-    process this is simply the batch, sharded. Leaves that already carry the
-    target sharding are returned unchanged; ``None`` leaves stay ``None``.
-
-    Args:
-      batch: pytree of host-local arrays ``[local_batch, ...]``.
-      mesh: the device mesh (spanning every process).
-      data_axis: mesh axis the leading dimension is split over.
-
-    Returns:
-      The same pytree of global arrays ``[global_batch, ...]``.
-
-    Examples:
-      >>> import jax, jax.numpy as jnp, numpy as np
-      >>> mesh = make_mesh(2)
-      >>> x = global_batch({"x": np.ones((4, 3), np.float32)}, mesh)["x"]
-      >>> x.shape, len(x.addressable_shards)
-      ((4, 3), 2)
-    """
-    sharding = data_sharding(mesh, data_axis)
-
-    def to_global(x: Any) -> jax.Array:
-        if isinstance(x, jax.Array) and x.sharding == sharding:
-            return x
-        return jax.make_array_from_process_local_data(sharding, np.asarray(x))
-
-    return jax.tree.map(to_global, batch)

@@ -2,43 +2,67 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
+import jax
 from flax import nnx
 from jax.sharding import Mesh
 
-from jaxheads.train._core import (
+from jaxheads.heads.base import Head
+from jaxheads.train._grads import (
+    Config,
+    LogitsFn,
     PyTree,
     RegularizationFn,
-    StepOutput,
-    _check_strategy,
-    _Config,
-    _distribute,
-    _eval_core,
-    _finish_eval,
-    _host_side,
-    _LogitsFn,
-    _loss_and_grads,
-    _metrics,
+    eval_loss,
+    loss_and_grads,
+    metric_state,
 )
+from jaxheads.train._host import Batch, prepare_batch
+from jaxheads.train._outputs import EvalOutput, StepOutput, fold_eval
+from jaxheads.train._place import CoreOutput, check_strategy, distribute, same_on_every_device
+from jaxheads.train._state import check_previous
+
+# call(module, inputs) -> logits
+NnxCall = Callable[[Any, Any], Any]
 
 
-# --------------------------------------------------------------------------- nnx
-def _nnx_logits_fn(graphdef: Any) -> _LogitsFn:
+def _default_call(module: Any, inputs: Any) -> Any:
+    return module(inputs)
+
+
+def _logits_fn(graphdef: Any, call: NnxCall) -> LogitsFn:
+    """(params, rest, inputs, _) -> (logits, rest after the call: batch stats, rng counts)."""
+
     def logits_fn(params: PyTree, rest: PyTree, inputs: Any, rng: Any) -> tuple[Any, PyTree]:
-        del rng  # nnx models own their rngs.
-        model = nnx.merge(graphdef, params, rest)
-        logits = model(inputs)
-        _, _, rest = nnx.split(model, nnx.Param, ...)
+        del rng  # nnx models own their rngs (nnx.Rngs).
+        # A fresh copy: the variables belong to this trace level (they are mutated).
+        module = nnx.merge(graphdef, params, rest, copy=True)
+        logits = call(module, inputs)
+        _, _, rest = nnx.split(module, nnx.Param, ...)
         return logits, rest
 
     return logits_fn
 
 
+def _is_key(x: Any) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _per_device_keys(rest: PyTree, axis_name: str) -> PyTree:
+    """The model's rng keys folded with the device index: other dropout masks per shard."""
+    index = jax.lax.axis_index(axis_name)
+    return jax.tree.map(lambda x: jax.random.fold_in(x, index) if _is_key(x) else x, rest)
+
+
+def _restore_keys(new: PyTree, old: PyTree) -> PyTree:
+    return jax.tree.map(lambda n, o: o if _is_key(o) else n, new, old)
+
+
 def make_nnx_train_step(
-    head: Any,
+    model: NnxCall | None,
+    head: Head[Any],
     *,
     inputs_key: str | None = None,
     regularization_fn: RegularizationFn | None = None,
@@ -50,14 +74,26 @@ def make_nnx_train_step(
     jit: bool = True,
     donate: bool = False,
 ) -> Callable[..., StepOutput]:
-    """Builds ``step(model, optimizer, features, labels) -> StepOutput`` for ``flax.nnx``.
+    """Builds ``step(module, optimizer, features, labels) -> StepOutput`` for ``flax.nnx``.
 
-    ``model`` is an ``nnx.Module`` returning logits; ``optimizer`` an
-    ``nnx.Optimizer(model, tx, wrt=nnx.Param)``. Both are updated in place
-    (the jitted core is a pure function of their ``nnx.split`` state; dropout
-    uses the model's own ``nnx.Rngs``). ``regularization_fn`` receives the
-    ``nnx.State`` of the ``nnx.Param``\\ s. ``donate=True`` donates their
-    state buffers. Other arguments are those of :func:`make_train_step`.
+    ``module`` is an ``nnx.Module`` returning logits; ``optimizer`` an
+    ``nnx.Optimizer(module, tx, wrt=nnx.Param)``. Both are updated in place:
+    the parameters, and every other state the call changes (``nnx.BatchNorm``
+    statistics, the ``nnx.Rngs`` counts that ``nnx.Dropout`` draws from).
+    The jitted core is a pure function of their ``nnx.split`` state.
+
+    Args:
+      model: ``call(module, inputs) -> logits``, for modules whose call takes
+        more than the inputs or returns more than logits; ``None`` calls
+        ``module(inputs)``. (The same position as :func:`make_train_step`'s
+        ``model``; the module itself comes with each call.)
+      head: any :class:`~jaxheads.heads.base.Head`.
+      regularization_fn: receives the ``nnx.State`` of the ``nnx.Param``\\ s.
+      donate: donate the module's and the optimizer's buffers to the step.
+      inputs_key, micro_batches, with_metrics, mesh, data_axis, strategy, jit:
+        as in :func:`make_train_step` (under ``shard_map``, build
+        ``nnx.BatchNorm(..., axis_name=data_axis)`` for global statistics;
+        dropout keys are folded with the device index).
 
     Examples:
       >>> import jax, jax.numpy as jnp, numpy as np
@@ -65,61 +101,61 @@ def make_nnx_train_step(
       >>> from flax import nnx
       >>> from jaxheads.flax import NnxHead
       >>> head = jh.BinaryClassHead()
-      >>> model = NnxHead(head, in_features=3, rngs=nnx.Rngs(0))
-      >>> optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
-      >>> step = make_nnx_train_step(head)
-      >>> out = step(model, optimizer, jnp.ones((8, 3)), jnp.ones((8, 1)))
+      >>> module = NnxHead(head, in_features=3, rngs=nnx.Rngs(0))
+      >>> optimizer = nnx.Optimizer(module, optax.sgd(0.1), wrt=nnx.Param)
+      >>> step = make_nnx_train_step(None, head)
+      >>> out = step(module, optimizer, jnp.ones((8, 3)), jnp.ones((8, 1)))
       >>> int(optimizer.step[...])
       1
     """
-    _check_strategy(strategy, mesh)
-    _Config(head, inputs_key, regularization_fn, micro_batches, None)  # validate
+    mesh = check_strategy(strategy, mesh, data_axis)
+    cfg = Config(head, inputs_key, regularization_fn, micro_batches)
+    call = _default_call if model is None else model
 
-    def core(graphdef: Any, state: Any, features: Any, labels: Any, *, axis_name: Any) -> tuple:
-        cfg = _Config(head, inputs_key, regularization_fn, micro_batches, axis_name)
-        model, optimizer = nnx.merge(graphdef, state)
-        model_graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        loss, grads, logits, reg, rest = _loss_and_grads(
-            cfg, _nnx_logits_fn(model_graphdef), params, rest, features, labels, None
+    def core(graphdef: Any, state: Any, batch: Batch, _: None, axis_name: str | None) -> CoreOutput:
+        module, optimizer = nnx.merge(graphdef, state)
+        module_graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+        local = rest if axis_name is None else _per_device_keys(rest, axis_name)
+        logits_fn = _logits_fn(module_graphdef, call)
+        out = loss_and_grads(cfg, logits_fn, params, local, batch, None, axis_name)
+        new_rest = _restore_keys(out.model_state, rest)
+        if axis_name is not None:
+            new_rest = same_on_every_device(new_rest, axis_name)
+        nnx.update(module, new_rest)
+        optimizer.update(module, out.grads)
+        return CoreOutput(nnx.state((module, optimizer)), out.loss, out.logits, out.regularization)
+
+    def finish(graphdef: Any, state: Any, batch: Batch, _: None, out: CoreOutput) -> tuple:
+        metrics = (
+            metric_state(head, batch, out.logits, out.regularization) if with_metrics else None
         )
-        nnx.update(model, rest)
-        optimizer.update(model, grads)
-        return nnx.state((model, optimizer)), loss, logits, reg
+        return out.state, StepOutput(out.loss, metrics)
 
-    def finish(graphdef: Any, state: Any, features: Any, labels: Any, outputs: tuple) -> tuple:
-        new_state, loss, logits, reg = outputs
-        metric_state = _metrics(head, features, logits, labels, reg) if with_metrics else None
-        return new_state, StepOutput(loss, metric_state)
-
-    step = _distribute(
-        core,
-        finish,
-        n_replicated=2,
-        n_batch=2,
-        n_trailing=0,
-        sharded_outputs=(False, False, True, False),
-        mesh=mesh,
-        data_axis=data_axis,
-        strategy=strategy,
-        jit=jit,
-        donate_argnums=(1,) if donate else (),
-        static_argnums=(0,),
+    step = distribute(
+        core, finish, mesh=mesh, data_axis=data_axis, strategy=strategy, jit=jit, donate=donate
     )
 
     def train_step(
-        model: nnx.Module, optimizer: nnx.Optimizer, features: Any, labels: Any
+        module: nnx.Module, optimizer: nnx.Optimizer, features: Any, labels: Any
     ) -> StepOutput:
-        features, labels = _host_side(head, mesh, data_axis, features, labels)
-        graphdef, state = nnx.split((model, optimizer))
-        state, out = step(graphdef, state, features, labels)
-        nnx.update((model, optimizer), state)
+        if not isinstance(module, nnx.Module) or not isinstance(optimizer, nnx.Optimizer):
+            raise TypeError(
+                "an nnx train step takes (module, optimizer, features, labels) with an "
+                f"nnx.Module and an nnx.Optimizer; got {type(module).__name__}, "
+                f"{type(optimizer).__name__}."
+            )
+        batch = prepare_batch(head, features, labels, mesh, data_axis)
+        graphdef, state = nnx.split((module, optimizer))
+        state, out = step(graphdef, state, batch, None)
+        nnx.update((module, optimizer), state)
         return out
 
     return train_step
 
 
 def make_nnx_eval_step(
-    head: Any,
+    model: NnxCall | None,
+    head: Head[Any],
     *,
     inputs_key: str | None = None,
     regularization_fn: RegularizationFn | None = None,
@@ -127,11 +163,13 @@ def make_nnx_eval_step(
     data_axis: str = "data",
     strategy: str = "jit",
     jit: bool = True,
-) -> Callable[..., StepOutput]:
-    """Builds ``eval_step(model, features, labels, metric_state=None) -> StepOutput`` for nnx.
+) -> Callable[..., EvalOutput]:
+    """Builds ``eval_step(module, features, labels, previous=None) -> EvalOutput`` for nnx.
 
-    Put the model in eval mode first (``model.eval()``) if it has dropout or
-    batch norm. Arguments are those of :func:`make_nnx_train_step`.
+    Put the module in eval mode first (``module.eval()``: dropout off, batch
+    norm on its running statistics); the module is not changed. Arguments
+    and the output are those of :func:`make_nnx_train_step` and
+    :func:`make_eval_step`.
 
     Examples:
       >>> import jax, jax.numpy as jnp, numpy as np
@@ -139,41 +177,39 @@ def make_nnx_eval_step(
       >>> from flax import nnx
       >>> from jaxheads.flax import NnxHead
       >>> head = jh.LogisticRegressionHead()
-      >>> model = NnxHead(head, in_features=3, rngs=nnx.Rngs(0))
-      >>> out = make_nnx_eval_step(head)(model, jnp.ones((8, 3)), jnp.full((8, 1), 0.5))
-      >>> sorted(head.compute_metrics(out.metrics))
-      ['average_loss', 'label/mean', 'prediction/mean']
+      >>> module = NnxHead(head, in_features=3, rngs=nnx.Rngs(0))
+      >>> out = make_nnx_eval_step(None, head)(module, jnp.ones((8, 3)), jnp.full((8, 1), 0.5))
+      >>> sorted(out.results(head))
+      ['average_loss', 'label/mean', 'loss', 'prediction/mean']
     """
-    _check_strategy(strategy, mesh)
+    mesh = check_strategy(strategy, mesh, data_axis)
+    cfg = Config(head, inputs_key, regularization_fn)
+    call = _default_call if model is None else model
 
-    def core(
-        graphdef: Any, state: Any, features: Any, labels: Any, metric_state: Any, *, axis_name: Any
-    ) -> Any:
-        cfg = _Config(head, inputs_key, regularization_fn, 1, axis_name)
-        model = nnx.merge(graphdef, state)
-        model_graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        return _eval_core(cfg, _nnx_logits_fn(model_graphdef), params, rest, features, labels)
+    def core(graphdef: Any, state: Any, batch: Batch, _: Any, axis_name: str | None) -> CoreOutput:
+        module = nnx.merge(graphdef, state, copy=True)
+        logits = call(module, cfg.inputs(batch.features))
+        loss, reg = eval_loss(cfg, nnx.state(module, nnx.Param), logits, batch, axis_name)
+        return CoreOutput(None, loss, logits, reg)
 
-    step = _distribute(
-        core,
-        functools.partial(_finish_eval, head),
-        n_replicated=2,
-        n_batch=2,
-        n_trailing=1,
-        sharded_outputs=(False, True, False),
-        mesh=mesh,
-        data_axis=data_axis,
-        strategy=strategy,
-        jit=jit,
-        donate_argnums=(),
-        static_argnums=(0,),
+    def finish(
+        graphdef: Any, state: Any, batch: Batch, previous: Any, out: CoreOutput
+    ) -> EvalOutput:
+        return fold_eval(
+            previous, out.loss, metric_state(head, batch, out.logits, out.regularization)
+        )
+
+    step = distribute(
+        core, finish, mesh=mesh, data_axis=data_axis, strategy=strategy, jit=jit, donate=False
     )
 
     def eval_step(
-        model: nnx.Module, features: Any, labels: Any, metric_state: Any = None
-    ) -> StepOutput:
-        features, labels = _host_side(head, mesh, data_axis, features, labels)
-        graphdef, state = nnx.split(model)
-        return step(graphdef, state, features, labels, metric_state)
+        module: nnx.Module, features: Any, labels: Any, previous: Any = None
+    ) -> EvalOutput:
+        check_previous(previous)
+        graphdef, state = nnx.split(module)
+        return step(
+            graphdef, state, prepare_batch(head, features, labels, mesh, data_axis), previous
+        )
 
     return eval_step

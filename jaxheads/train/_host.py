@@ -1,0 +1,231 @@
+"""Host-side preparation of a batch: labels encoded and checked, host-local
+batches turned into global arrays, uneven or indivisible batches padded and masked."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from jaxheads.heads.base import Head
+from jaxheads.train._mesh import data_sharding, num_data_shards
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """A step's batch (a pytree; ``n_valid`` is static, so each padded size compiles once).
+
+    Attributes:
+      features: the features (model input and the head's weight columns).
+      labels: the encoded labels.
+      mask: bool ``[global_batch]``, ``True`` on real rows, or ``None`` when
+        every row is real.
+      n_valid: the number of real rows when ``mask`` is given, else ``None``.
+    """
+
+    features: Any
+    labels: Any
+    mask: jax.Array | None = None
+    n_valid: int | None = None
+
+
+jax.tree_util.register_dataclass(
+    Batch, data_fields=["features", "labels", "mask"], meta_fields=["n_valid"]
+)
+
+
+def head_features(features: Any) -> Mapping[str, Any] | None:
+    """What the head sees of ``features``: the dict, or ``None`` for a bare array."""
+    return features if isinstance(features, Mapping) else None
+
+
+def _is_traced(tree: Any) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
+
+
+def _leading_size(features: Any, labels: Any) -> int:
+    sizes = {int(np.shape(x)[0]) for x in jax.tree.leaves((features, labels)) if np.ndim(x)}
+    if len(sizes) != 1:
+        raise ValueError(
+            "features and labels must share their leading (batch) size; got leading sizes "
+            f"{sorted(sizes)}."
+        )
+    return sizes.pop()
+
+
+def _pad_rows(x: Any, size: int) -> np.ndarray:
+    x = np.asarray(x)
+    missing = size - x.shape[0]
+    if missing == 0:
+        return x
+    # Copies of a real row keep every padded label valid; the mask drops them.
+    fill = (
+        np.repeat(x[-1:], missing, axis=0)
+        if x.shape[0]
+        else np.zeros((missing,) + x.shape[1:], x.dtype)
+    )
+    return np.concatenate([x, fill], axis=0)
+
+
+def pad_batch(
+    features: Any, labels: Any, multiple: int, *, weight_key: str | None = None
+) -> tuple[Any, Any, np.ndarray]:
+    """Pads a host batch to a multiple of ``multiple`` rows, for hand-written steps.
+
+    The train and eval steps pad and mask by themselves (exactly, for every
+    reduction); use this helper in a step of your own. Padded rows repeat the
+    last real row (so labels stay valid); with ``weight_key`` their weight
+    ``features[weight_key]`` is 0 (created as ones on real rows when absent).
+    Zero weights keep every metric exact, and the loss too for the ``MEAN``,
+    ``SUM`` and ``SUM_BY_NONZERO_WEIGHTS`` reductions (``SUM_OVER_BATCH_SIZE``
+    counts padded rows: exclude them with the returned mask).
+
+    Args:
+      features: dict of arrays ``[n, ...]`` (or one array when ``weight_key`` is None).
+      labels: labels ``[n, ...]`` (any pytree).
+      multiple: the padded size is the smallest multiple of this ``>= n``
+        (e.g. ``jax.device_count()``).
+      weight_key: the head's ``weight_column``.
+
+    Returns:
+      ``(features, labels, mask)``: NumPy arrays; ``mask`` is bool ``[padded]``.
+
+    Examples:
+      >>> import numpy as np
+      >>> f, y, mask = pad_batch({"x": np.ones((3, 2))}, np.ones((3, 1)), 4, weight_key="w")
+      >>> f["w"].tolist(), y.shape, mask.tolist()
+      ([1.0, 1.0, 1.0, 0.0], (4, 1), [True, True, True, False])
+    """
+    if not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"pad_batch: multiple must be a positive int, got {multiple!r}.")
+    n = _leading_size(features, labels)
+    size = -(-n // multiple) * multiple
+    mask = np.arange(size) < n
+    features, labels = jax.tree.map(lambda x: _pad_rows(x, size), (features, labels))
+    if weight_key is not None:
+        if not isinstance(features, Mapping):
+            raise TypeError(
+                f"pad_batch(weight_key={weight_key!r}) needs dict features, got "
+                f"{type(features).__name__}."
+            )
+        weights = np.asarray(features.get(weight_key, np.ones(size, np.float32)))
+        shape = (size,) + (1,) * (weights.ndim - 1)
+        features = {
+            **features,
+            weight_key: np.where(mask.reshape(shape), weights, 0).astype(weights.dtype),
+        }
+    return features, labels, mask
+
+
+def _exchange(n: int, error: Exception | None) -> np.ndarray:
+    """Every process's (ok, local size): one collective that every host reaches."""
+    mine = np.asarray([0 if error else 1, n], np.int32)
+    if jax.process_count() == 1:
+        return mine[None]
+    return np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, 2)
+
+
+def _encode(head: Head[Any], features: Any, labels: Any) -> Any:
+    if _is_traced(labels) or isinstance(labels, jax.Array) and not labels.is_fully_addressable:
+        return labels  # already traced or global: checked where it was made.
+    return head.encode_labels(labels, head_features(features))
+
+
+def prepare_batch(
+    head: Head[Any], features: Any, labels: Any, mesh: Mesh | None, data_axis: str
+) -> Batch:
+    """Host side of every step: labels encoded and checked, then placed on ``mesh``.
+
+    Each process passes its host-local rows. The global batch is their
+    concatenation; when the hosts' sizes differ, or their sum does not split
+    evenly over the mesh, every host pads its rows to the same multiple of its
+    shards and the step masks the padding out of the loss, its gradient and
+    the metrics (exact for every head and reduction). A host whose batch
+    fails its checks makes every host raise (no host is left waiting).
+    """
+    error: Exception | None = None
+    n = 0
+    try:
+        labels = _encode(head, features, labels)
+        n = _leading_size(features, labels)
+    except (ValueError, TypeError) as e:
+        error = e
+    if mesh is None:
+        if error is not None:
+            raise error
+        return Batch(features, labels)
+    table = _exchange(n, error)
+    if error is not None:
+        raise error
+    if not table[:, 0].all():
+        bad = [int(p) for p in np.flatnonzero(table[:, 0] == 0)]
+        raise ValueError(f"the batch of process(es) {bad} failed its checks; see their error.")
+    sizes = [int(s) for s in table[:, 1]]
+    return _place(features, labels, sizes, mesh, data_axis)
+
+
+def _already_global(tree: Any, mesh: Mesh, data_axis: str) -> bool:
+    sharding = data_sharding(mesh, data_axis)
+    leaves = jax.tree.leaves(tree)
+    return bool(leaves) and all(isinstance(x, jax.Array) and x.sharding == sharding for x in leaves)
+
+
+def _place(features: Any, labels: Any, sizes: list[int], mesh: Mesh, data_axis: str) -> Batch:
+    if _already_global((features, labels), mesh, data_axis):
+        return Batch(features, labels)
+    n_proc = len(sizes)
+    per_host = max(1, num_data_shards(mesh, data_axis) // n_proc)
+    local = -(-max(sizes) // per_host) * per_host
+    sharding = data_sharding(mesh, data_axis)
+
+    def to_global(x: Any) -> jax.Array:
+        x = _pad_rows(x, local)
+        return jax.make_array_from_process_local_data(sharding, x, (local * n_proc,) + x.shape[1:])
+
+    features, labels = jax.tree.map(to_global, (features, labels))
+    if all(s == local for s in sizes):
+        return Batch(features, labels)
+    mask = to_global(np.arange(local) < sizes[jax.process_index()])
+    return Batch(features, labels, mask, sum(sizes))
+
+
+def global_batch(batch: Any, mesh: Mesh, data_axis: str = "data") -> Any:
+    """Host-local batch leaves -> global arrays sharded along ``data_axis``.
+
+    Each process passes its own slice of the global batch (leading axis); the
+    result is one global ``jax.Array`` per leaf whose leading size is the sum
+    over processes (``jax.make_array_from_process_local_data``). On a single
+    process this is simply the batch, sharded. Leaves that already carry the
+    target sharding are returned unchanged. Hosts must pass equal sizes that
+    split over their devices (else a ``ValueError`` on every host: pad with
+    :func:`pad_batch`, or let the train / eval steps pad and mask).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from jaxheads.train import make_mesh
+      >>> mesh = make_mesh(2)
+      >>> x = global_batch({"x": np.ones((4, 3), np.float32)}, mesh)["x"]
+      >>> x.shape, len(x.addressable_shards)
+      ((4, 3), 2)
+    """
+    if _already_global(batch, mesh, data_axis):
+        return batch
+    n = _leading_size(batch, ())
+    sizes = [int(s) for s in _exchange(n, None)[:, 1]]
+    per_host = max(1, num_data_shards(mesh, data_axis) // len(sizes))
+    if len(set(sizes)) != 1 or n % per_host:
+        raise ValueError(
+            f"global_batch: host batch sizes {sizes} must be equal and divisible by the "
+            f"{per_host} data shard(s) of each host; pad them with "
+            "jaxheads.train.pad_batch (zero weights), or pass them to a train / eval step, "
+            "which pads and masks by itself."
+        )
+    sharding = data_sharding(mesh, data_axis)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
+    )
