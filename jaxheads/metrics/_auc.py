@@ -27,6 +27,7 @@ from flax import struct
 from jax.typing import ArrayLike
 
 from jaxheads.metrics._base import MetricState
+from jaxheads.metrics._batch_sum import exact_segment_sum
 from jaxheads.metrics._exact_sum import ExactSum, reverse_cumsum
 from jaxheads.metrics._mean import div_no_nan
 from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank
@@ -278,9 +279,8 @@ def _update(
     p = jnp.clip(pred, 0.0, 1.0)
     bucket = jnp.maximum(jnp.ceil(p * np.float32(t - 1)).astype(jnp.int32) - 1, 0)
     idx = bucket + t * (lab != 0).astype(jnp.int32)
-    data = jnp.ones(idx.shape, jnp.float32) if w is None else w
-    batch = jax.ops.segment_sum(data, idx, num_segments=2 * t)
-    return state.replace(counts=state.counts.add(batch.reshape(2, t)))
+    batch = exact_segment_sum(w, idx, 2 * t)
+    return state.replace(counts=state.counts.merge(batch.reshape((2, t))))
 
 
 def _exact(state: ConfusionCurve) -> tuple[ExactSum, ExactSum, ExactSum, ExactSum]:

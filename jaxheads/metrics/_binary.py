@@ -24,8 +24,11 @@ import numpy as np
 from flax import struct
 from jax.typing import ArrayLike
 
+from jaxheads._compat import check_compat, summation_method, threshold_epsilon
+from jaxheads.keys import MetricKeys, threshold_key
 from jaxheads.metrics._auc import ConfusionCurve
 from jaxheads.metrics._base import MetricState
+from jaxheads.metrics._batch_sum import exact_segment_sum, exact_total
 from jaxheads.metrics._confusion import (
     ConfusionAtThresholds,
     _normalize_thresholds,
@@ -181,24 +184,39 @@ class BinaryClassifierMetrics(MetricState):
             count=ExactSum(self.sums.hi[3], self.sums.lo[3]),
         )
 
-    def compute(self) -> dict[str, jax.Array]:
-        """TF2's binary-head numbers (unsuffixed keys), Keras interpolation AUCs."""
-        cid = self.class_ids()
+    def compute(self, compat: str = "v2") -> dict[str, jax.Array]:
+        """The binary head's metric values (TF's keys, no ``/name`` suffix).
+
+        The one place the binary metric family is computed (``BinaryClassHead``
+        calls it). ``compat="v2"``: TF 2 / Keras (interpolated AUCs, ``p > t``);
+        ``"v1"``: TF1 (trapezoidal AUCs, ``p >= t`` in threshold accuracy,
+        ε = 1e-7 in threshold precision / recall).
+        """
+        compat = check_compat(compat)
+        summation = summation_method(compat)
+        cid, curve = self.class_ids(), self.curve()
+        label_mean = self.mean("label").compute()
         out = {
-            "average_loss": self.mean("loss").compute(),
-            "accuracy": cid.accuracy()[0],
-            "precision": cid.precision()[0],
-            "recall": cid.recall()[0],
-            "prediction/mean": self.mean("prediction").compute(),
-            "label/mean": self.mean("label").compute(),
-            "auc": self.curve().roc_auc(),
-            "auc_precision_recall": self.curve().pr_auc(),
+            MetricKeys.LOSS_MEAN: self.mean("loss").compute(),
+            # TF's Accuracy(labels, class_ids): exact matches, so soft labels never count.
+            MetricKeys.ACCURACY: cid.accuracy()[0],
+            MetricKeys.PRECISION: cid.precision()[0],
+            MetricKeys.RECALL: cid.recall()[0],
+            MetricKeys.PREDICTION_MEAN: self.mean("prediction").compute(),
+            MetricKeys.LABEL_MEAN: label_mean,
+            MetricKeys.ACCURACY_BASELINE: jnp.maximum(label_mean, 1.0 - label_mean),
+            MetricKeys.AUC: curve.roc_auc(summation_method=summation),
+            MetricKeys.AUC_PR: curve.pr_auc(summation_method=summation),
         }
         if self.thresholds:
-            at = self.at_thresholds().compute()
+            at = self.at_thresholds(epsilon=threshold_epsilon(compat))
+            # TF1's accuracy_at_threshold counts p >= t as positive; TF2's BinaryAccuracy p > t.
+            accuracy = self.at_thresholds(inclusive=compat == "v1").accuracy()
+            precision, recall = at.precision(), at.recall()
             for i, t in enumerate(self.thresholds):
-                for key in ("accuracy", "precision", "recall"):
-                    out[f"{key}/positive_threshold_{t:g}"] = at[key][i]
+                out[threshold_key(MetricKeys.ACCURACY, t)] = accuracy[i]
+                out[threshold_key(MetricKeys.PRECISION, t)] = precision[i]
+                out[threshold_key(MetricKeys.RECALL, t)] = recall[i]
         return out
 
 
@@ -244,22 +262,18 @@ def _update(
     cid_bit = (pred > 0.5) if cid is None else (cid > 0.5)
     idx = (((b * 3 + c) * kk + k) * 2 + tie) * 2 + cid_bit.astype(jnp.int32)
     ones = w is None
-    data = jnp.ones(idx.shape, jnp.float32) if ones else w
-    hist = jax.ops.segment_sum(data, idx, num_segments=t * 3 * kk * 4)
-    n = ExactSum.from_value(int(pred.size)) if ones else None
-    sums = jnp.stack(
-        [
-            jnp.zeros((), jnp.float32) if ls is None else jnp.sum(ls if ones else ls * w),
-            jnp.sum(pred if ones else pred * w),
-            jnp.sum(lab if ones else lab * w),
-            jnp.zeros((), jnp.float32) if ones else jnp.sum(w),
-        ]
+    hist = exact_segment_sum(w, idx, t * 3 * kk * 4)
+    zero = ExactSum.zeros(())
+    parts = [
+        zero if ls is None else exact_total(ls if ones else ls * w),
+        exact_total(pred if ones else pred * w),
+        exact_total(lab if ones else lab * w),
+        ExactSum.from_value(int(pred.size)) if ones else exact_total(w),
+    ]
+    sums = ExactSum(jnp.stack([p.hi for p in parts]), jnp.stack([p.lo for p in parts]))
+    return state.replace(
+        joint=state.joint.merge(hist.reshape(state.joint.shape)), sums=state.sums.merge(sums)
     )
-    new_sums = state.sums.add(sums)
-    if n is not None:
-        count = ExactSum(new_sums.hi[3], new_sums.lo[3]).merge(n)
-        new_sums = ExactSum(new_sums.hi.at[3].set(count.hi), new_sums.lo.at[3].set(count.lo))
-    return state.replace(joint=state.joint.add(hist.reshape(state.joint.shape)), sums=new_sums)
 
 
 @jax.jit

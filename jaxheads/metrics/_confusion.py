@@ -21,6 +21,7 @@ from flax import struct
 from jax.typing import ArrayLike
 
 from jaxheads.metrics._base import MetricState
+from jaxheads.metrics._batch_sum import exact_segment_sum
 from jaxheads.metrics._exact_sum import ExactSum, reverse_cumsum
 from jaxheads.metrics._mean import div_no_nan
 from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank
@@ -241,9 +242,8 @@ def _update(
     k = count_thresholds_below(pred, uniq, state.inclusive)
     cls = jnp.where(lab == 0, _NEG, jnp.where(lab == 1, _ONE, _SOFT)).astype(jnp.int32)
     idx = k + nb * cls
-    data = jnp.ones(idx.shape, jnp.float32) if w is None else w
-    batch = jax.ops.segment_sum(data, idx, num_segments=_NUM_CLASSES * nb)
-    return state.replace(counts=state.counts.add(batch.reshape(_NUM_CLASSES, nb)))
+    batch = exact_segment_sum(w, idx, _NUM_CLASSES * nb)
+    return state.replace(counts=state.counts.merge(batch.reshape((_NUM_CLASSES, nb))))
 
 
 def _row(x: ExactSum, i: int) -> ExactSum:

@@ -27,6 +27,16 @@ from jax.typing import ArrayLike
 __all__ = ["ExactSum", "fast_two_sum", "two_sum"]
 
 
+def _error_or_zero(s: jax.Array, e: jax.Array) -> jax.Array:
+    """The rounding error ``e``, or 0 when ``s`` is not finite.
+
+    With an infinite sum the error terms are ``inf - inf = nan``; zeroing them
+    keeps ``inf`` in, ``inf`` out (TF's ``Mean`` of an infinite loss is ``inf``,
+    not NaN). A NaN sum stays NaN through ``s``.
+    """
+    return jnp.where(jnp.isfinite(s), e, jnp.zeros_like(e))
+
+
 def two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Knuth's TwoSum: ``s = fl(a + b)`` and the exact rounding error ``e``.
 
@@ -38,7 +48,8 @@ def two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
       b: float array of the same dtype, broadcastable with ``a``.
 
     Returns:
-      ``(s, e)`` with ``s = fl(a + b)`` and ``e = (a + b) - s`` exactly.
+      ``(s, e)`` with ``s = fl(a + b)`` and ``e = (a + b) - s`` exactly
+      (``e = 0`` when ``s`` is infinite or NaN).
 
     Examples:
       >>> s, e = two_sum(jnp.float32(2.0**24), jnp.float32(1.0))
@@ -48,7 +59,7 @@ def two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
     s = a + b
     bb = s - a
     e = (a - (s - bb)) + (b - bb)
-    return s, e
+    return s, _error_or_zero(s, e)
 
 
 def fast_two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -68,7 +79,7 @@ def fast_two_sum(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
     """
     s = a + b
     e = b - (s - a)
-    return s, e
+    return s, _error_or_zero(s, e)
 
 
 def _split_exact(x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -162,6 +173,10 @@ class ExactSum(struct.PyTreeNode):
     def to_numpy(self) -> np.ndarray:
         """Host-side float64 value ``hi + lo`` (exact: 48 bits fit in 53)."""
         return np.asarray(self.hi, np.float64) + np.asarray(self.lo, np.float64)
+
+    def reshape(self, shape: Sequence[int]) -> ExactSum:
+        """Both parts reshaped to ``shape`` (exact)."""
+        return ExactSum(hi=self.hi.reshape(tuple(shape)), lo=self.lo.reshape(tuple(shape)))
 
     @property
     def shape(self) -> tuple[int, ...]:

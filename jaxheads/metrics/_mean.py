@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxheads.metrics._base import MetricState
+from jaxheads.metrics._batch_sum import exact_total
 from jaxheads.metrics._exact_sum import ExactSum
 from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank
 
@@ -29,13 +30,13 @@ def _arr(x: ArrayLike | None) -> jax.Array | None:
 
 
 def _weighted_sums(values: jax.Array, weights: jax.Array | None) -> tuple[ExactSum, ExactSum]:
-    """Batch ``(Σ v·w, Σ w)`` of flat float32 arrays (float32 batch sums).
+    """Batch ``(Σ v·w, Σ w)`` of flat float32 arrays, compensated (see ``_batch_sum``).
 
     Without weights the count is the static element count, split exactly.
     """
     if weights is None:
-        return ExactSum.from_value(jnp.sum(values)), ExactSum.from_value(int(values.size))
-    return ExactSum.from_value(jnp.sum(values * weights)), ExactSum.from_value(jnp.sum(weights))
+        return exact_total(values), ExactSum.from_value(int(values.size))
+    return exact_total(values * weights), exact_total(weights)
 
 
 class _WeightedMean(MetricState):
