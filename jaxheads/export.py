@@ -110,9 +110,11 @@ def _output_vocabulary(
         return None
     if key in vocabularies:
         return tuple(vocabularies[key])
-    prefix = signature.split("/")[0]
-    if f"{prefix}/{key}" in vocabularies:
-        return tuple(vocabularies[f"{prefix}/{key}"])
+    parts = signature.split("/")
+    for end in range(len(parts), 0, -1):  # longest head name first: names may hold "/"
+        prefix = "/".join(parts[:end])
+        if f"{prefix}/{key}" in vocabularies:
+            return tuple(vocabularies[f"{prefix}/{key}"])
     if signature == SignatureKeys.SERVING_DEFAULT:
         for name, classes in vocabularies.items():
             if name.endswith(f"/{key}"):
@@ -269,7 +271,12 @@ class ExportedHead:
         return _export_io.decode(class_ids, vocabularies[key], key)
 
     def function(self, signature: str = SignatureKeys.SERVING_DEFAULT) -> Callable[..., Any]:
-        """The jittable ``inputs -> dict of arrays`` of ``signature`` (no string outputs)."""
+        """The ``inputs -> dict of arrays`` of ``signature`` (no string outputs, no input checks).
+
+        Jittable and differentiable; not ``vmap``-able (``jax.export`` has no
+        batching rule for an exported call): merge a mapped axis into the
+        symbolic batch instead, ``fn(x.reshape(-1, *x.shape[2:]))``.
+        """
         self._check_signature(signature)
         return self.exported[signature].call
 

@@ -72,7 +72,7 @@ def check_logits_dimension(head: Head[Any], logits: ArrayLike | Mapping[str, Arr
         )
 
 
-def _check_inputs(inputs: Any, in_features: int | None = None) -> None:
+def _check_inputs(inputs: Any, in_features: int | None = None, project: bool = True) -> None:
     """Raises when ``inputs`` is not one array ``[D0, …, DN, in_features]``.
 
     The wrappers map an array to logits; a features dict (as the train steps
@@ -81,6 +81,7 @@ def _check_inputs(inputs: Any, in_features: int | None = None) -> None:
     Args:
       inputs: what the module was called with.
       in_features: the expected last dimension, or ``None`` for any.
+      project: whether the module projects (else ``inputs`` are the logits).
 
     Examples:
       >>> _check_inputs(jnp.zeros((2, 3)), 3)
@@ -89,6 +90,11 @@ def _check_inputs(inputs: Any, in_features: int | None = None) -> None:
       ...
       TypeError: inputs must be an array [D0, …, DN, F], got a dict with keys ['x']; pass the model input, e.g. module(features['x']).
     """
+    if isinstance(inputs, Mapping) and not project:
+        raise TypeError(
+            "inputs: a module without projection takes the logits as one array "
+            f"[D0, …, DN, logits_dimension], got a dict with keys {sorted(map(str, inputs))}."
+        )
     if isinstance(inputs, Mapping):
         keys = sorted(str(k) for k in inputs)
         first = repr(keys[0]) if keys else "'x'"
@@ -205,7 +211,7 @@ class LinenHead(HeadMethods, nn.Module, Generic[H]):
     @nn.compact
     def __call__(self, inputs: ArrayLike) -> jax.Array:
         """Returns logits ``[D0, …, DN, logits_dimension]`` for ``inputs [D0, …, DN, F]``."""
-        _check_inputs(inputs)
+        _check_inputs(inputs, project=self.project)
         if not self.project:
             check_logits_dimension(self.head, inputs)
             return jnp.asarray(inputs, self.dtype)
@@ -283,7 +289,7 @@ class NnxHead(HeadMethods, nnx.Module, Generic[H]):
 
     def __call__(self, inputs: ArrayLike) -> jax.Array:
         """Returns logits ``[D0, …, DN, logits_dimension]`` for ``inputs [D0, …, DN, F]``."""
-        _check_inputs(inputs, self.in_features)
+        _check_inputs(inputs, self.in_features, project=self.logits is not None)
         if self.logits is None:
             check_logits_dimension(self.head, inputs)
             return jnp.asarray(inputs, self.dtype)

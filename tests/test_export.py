@@ -363,3 +363,62 @@ def test_function_is_jittable(binary_artifact):
         np.testing.assert_allclose(jitted[key], eager[key], rtol=1e-6, err_msg=key)
     with pytest.raises(ValueError, match="signature: unknown signature 'nope'"):
         artifact.function("nope")
+
+
+# ---------------------------------------------------------------- adversarial pass
+
+
+def test_head_names_with_a_slash():
+    first = jh.BinaryClassHead(name="a/b", label_vocabulary=["x", "y"])
+    second = jh.MultiClassHead(3, name="c", label_vocabulary=["p", "q", "r"])
+    head = jh.MultiHead([first, second])
+    served = export_head(head, lambda logits: logits, jnp.zeros((1, 4)))
+    logits = np.array([[2.0, 0.0, 0.0, 5.0]], np.float32)
+    assert served(logits, "a/b/classification")["classes"].tolist() == [["x", "y"]]
+    assert served(logits, "a/b")["classes"].tolist() == [["x", "y"]]
+    assert served(logits, "c/predict")["classes"].tolist() == [["r"]]
+    assert served(logits, "predict")["a/b/classes"].tolist() == [["y"]]
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.int32])
+def test_low_precision_and_integer_logits(dtype):
+    head = jh.MultiClassHead(3, label_vocabulary=["é", "日本", "c"])
+    w = jnp.array([[1, -2, 3], [0, 2, -1]], dtype)
+    served = ExportedHead.deserialize(
+        export_head(head, lambda x: x @ w, jnp.zeros((1, 2), dtype)).serialize()
+    )
+    x = np.array([[1, 0], [0, 1], [1, 1]], dtype)
+    out = served(x, "predict")
+    assert out["probabilities"].dtype == np.float32
+    ids = np.asarray(jnp.argmax((x @ w).astype(jnp.float32), -1))
+    assert out["classes"].ravel().tolist() == [["é", "日本", "c"][i] for i in ids]
+    with pytest.raises(TypeError, match="inputs: expected dtype"):
+        served(np.ones((2, 2), np.float64 if dtype == jnp.int32 else np.int32))
+
+
+def test_leading_dimensions_and_their_empty_batch():
+    head = jh.BinaryClassHead(label_vocabulary=["n", "y"])
+    served = export_head(head, lambda x: x.sum(-1, keepdims=True), jnp.zeros((1, 4, 3)))
+    out = served(np.ones((2, 4, 3), np.float32), "predict")
+    assert out["classes"].shape == (2, 4, 1) and out["all_classes"].shape == (2, 4, 2)
+    assert set(out["classes"].ravel()) == {"y"}
+    empty = served(np.ones((0, 4, 3), np.float32), "predict")
+    assert empty["classes"].shape == (0, 4, 1) and empty["probabilities"].shape == (0, 4, 2)
+    with pytest.raises(ValueError, match=r"inputs: expected shape \(batch, 4, 3\)"):
+        served(np.ones((2, 5, 3), np.float32))
+
+
+def test_function_differentiates(binary_artifact):
+    _, logits_fn, artifact = binary_artifact
+    x = jax.random.normal(jax.random.key(6), (3, 3))
+
+    def total(f):
+        return lambda x: f(x)["value"].sum()
+
+    got = jax.grad(total(artifact.function("regression")))(x)
+    want = jax.grad(lambda x: jax.nn.sigmoid(logits_fn(x)).sum())(x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # vmap: merge the mapped axis into the symbolic batch, as the docstring says.
+    xs = jnp.stack([x, -x])
+    merged = artifact.function("regression")(xs.reshape(-1, 3))["value"].reshape(2, 3, 1)
+    np.testing.assert_allclose(merged[1], artifact(-x, "regression")["value"], rtol=1e-6)

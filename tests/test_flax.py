@@ -259,3 +259,41 @@ def test_module_argument_errors():
             call({"x": jnp.ones((2, 3))})
         with pytest.raises(ValueError, match="inputs must have at least one dimension"):
             call(jnp.float32(1.0))
+
+
+def test_without_projection_refuses_a_dict_of_logits():
+    head = jh.MultiHead([jh.BinaryClassHead(name="a"), jh.RegressionHead(2, name="b")])
+    logits = {"a": jnp.ones((2, 1)), "b": jnp.ones((2, 2))}
+    message = r"inputs: a module without projection takes the logits as one array"
+    with pytest.raises(TypeError, match=message):
+        LinenHead(head, project=False).apply({}, logits)
+    with pytest.raises(TypeError, match=message):
+        NnxHead(head)(logits)
+    # The head's own methods take the dict of logits.
+    labels = {"a": jnp.ones((2, 1)), "b": jnp.ones((2, 2))}
+    np.testing.assert_allclose(NnxHead(head).loss(labels, logits), head.loss(labels, logits))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.int32])
+def test_low_precision_and_integer_logits_without_projection(dtype):
+    head = jh.MultiClassHead(3)
+    logits = jnp.array([[1, 5, 2], [7, 0, 0]], dtype)
+    labels = jnp.array([1, 0])
+    for module in (NnxHead(head), LinenHead(head, project=False).bind({})):
+        out = module(logits)
+        assert out.dtype == dtype
+        loss = module.loss(labels, out)
+        assert loss.dtype == jnp.float32
+        np.testing.assert_allclose(loss, head.loss(labels, logits.astype(jnp.float32)), rtol=1e-6)
+
+
+def test_nnx_split_merge_and_vmap():
+    head = jh.BinaryClassHead(label_vocabulary=["n", "y"])
+    module = NnxHead(head, 3, rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(module)
+    again = nnx.merge(graphdef, state)
+    assert again.head == head
+    x = jax.random.normal(jax.random.key(0), (4, 2, 3))
+    np.testing.assert_allclose(again(x), module(x))
+    vmapped = nnx.vmap(lambda m, x: m(x), in_axes=(None, 0))(module, x)
+    np.testing.assert_allclose(vmapped, module(x), rtol=1e-6)
