@@ -13,10 +13,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
+
+from jaxheads.losses import times_or_zero
 
 __all__ = [
     "Reduction",
+    "align_weights",
     "divide_loss_terms",
     "reduce_weighted_loss",
     "safe_divide",
@@ -100,6 +104,52 @@ def safe_divide(numerator: ArrayLike, denominator: ArrayLike) -> jax.Array:
     )
 
 
+def _shape_str(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def align_weights(
+    weights: ArrayLike, loss_shape: tuple[int, ...], name: str = "weights"
+) -> jax.Array:
+    """``weights`` as float32 of ``loss_shape``, aligned on the *leading* dimensions (TF's rule).
+
+    Accepted shapes for a loss ``[D0, …, DN, k]``: a scalar; ``[D0, …, DN]``
+    (one weight per example, applied to all ``k`` columns, as TF expands it to
+    ``[D0, …, DN, 1]``); or the loss's rank with every dimension equal to the
+    loss's or 1. NumPy's trailing-dimension broadcasting is never used: it
+    would apply ``[B]`` weights per *column* of a ``[B, B]`` loss.
+
+    Raises:
+      ValueError: naming ``name``, the two shapes and the accepted ones, for any
+        other shape; or when concrete weights hold NaN.
+
+    Examples:
+      >>> align_weights(jnp.array([1.0, 0.0]), (2, 2))
+      Array([[1., 1.],
+             [0., 0.]], dtype=float32)
+    """
+    weights = jnp.asarray(weights, jnp.float32)
+    loss_shape = tuple(loss_shape)
+    shape = weights.shape
+    if weights.ndim == len(loss_shape) - 1 and loss_shape:
+        shape = (*shape, 1)
+    aligned = weights.ndim == 0 or (
+        len(shape) == len(loss_shape)
+        and all(w in (1, d) for w, d in zip(shape, loss_shape, strict=True))
+    )
+    if not aligned:
+        lead = _shape_str(loss_shape[:-1])
+        raise ValueError(
+            f"{name} of shape {_shape_str(weights.shape)} do not align with the loss of shape "
+            f"{_shape_str(loss_shape)}: expected a scalar, {lead} (one weight per example), "
+            f"{_shape_str((*loss_shape[:-1], 1))} or {_shape_str(loss_shape)}; dimensions of "
+            f"size 1 broadcast and {name} align with the loss's leading dimensions."
+        )
+    if not isinstance(weights, jax.core.Tracer) and np.isnan(np.asarray(weights)).any():
+        raise ValueError(f"{name} must not be NaN; got {np.asarray(weights)}.")
+    return jnp.broadcast_to(weights.reshape(shape), loss_shape)
+
+
 def weighted_loss_terms(
     loss: ArrayLike,
     weights: ArrayLike,
@@ -114,7 +164,8 @@ def weighted_loss_terms(
 
     Args:
       loss: per-element loss ``[D0, …, DN, k]``, any float dtype.
-      weights: the same shape, or ``[D0, …, DN, 1]``.
+      weights: a scalar, ``[D0, …, DN]``, ``[D0, …, DN, 1]`` or the loss's
+        shape (see :func:`align_weights`; a zero weight cancels an ``inf`` loss).
       reduction: a :class:`Reduction` (or one of its accepted strings).
       num_elements: the ``SUM_OVER_BATCH_SIZE`` denominator when it is not
         ``size(loss)`` (e.g. only the valid steps of padded sequences).
@@ -128,9 +179,10 @@ def weighted_loss_terms(
     loss = jnp.asarray(loss, jnp.float32)
     size = loss.size
     # Flat views: XLA:CPU reduces [N, 1] arrays far slower than [N] ones.
-    weights = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), loss.shape).reshape(-1)
+    weights = align_weights(weights, loss.shape).reshape(-1)
     loss = loss.reshape(-1)
-    total = jnp.sum(weights * loss)
+    # A zero weight drops its example even where the loss is inf (TF: 0 * inf = NaN).
+    total = jnp.sum(times_or_zero(weights, loss))
     if reduction is Reduction.SUM:
         return total, None
     if reduction is Reduction.SUM_OVER_BATCH_SIZE:
@@ -138,7 +190,8 @@ def weighted_loss_terms(
         return total, jnp.asarray(count, jnp.float32)
     if reduction is Reduction.MEAN:
         return total, jnp.sum(weights)
-    return total, jnp.sum((weights != 0).astype(jnp.float32))
+    # Counted in int32: a float32 count stops at 2^24.
+    return total, jnp.count_nonzero(weights).astype(jnp.float32)
 
 
 def divide_loss_terms(
@@ -162,8 +215,10 @@ def reduce_weighted_loss(
 
     Args:
       loss: per-element loss, shape ``[D0, …, DN, k]``, any float dtype.
-      weights: weights of the same shape as ``loss`` or broadcastable to it by
-        trailing dimensions of size 1 (``[D0, …, DN, 1]``).
+      weights: a scalar, ``[D0, …, DN]`` (one weight per example),
+        ``[D0, …, DN, 1]`` or the loss's shape; aligned on the leading
+        dimensions as in TF (see :func:`align_weights`). Any other shape is a
+        ``ValueError`` naming ``weights``.
       reduction: a :class:`Reduction` (or one of its accepted strings).
       axis_name: inside ``shard_map`` / ``pmap``, the mapped axis (or tuple of
         axes) the batch is split over; sums are then global.

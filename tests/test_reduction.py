@@ -132,3 +132,89 @@ def test_shard_map_reduction_is_global(reduction):
 
     expected = jh.reduce_weighted_loss(loss, weights, reduction)
     np.testing.assert_allclose(jax.jit(sharded)(loss, weights), expected, rtol=1e-6)
+
+
+def test_per_example_weights_align_with_rows_when_batch_equals_k():
+    """[B] weights on a [B, B] loss weight the rows, as TF does, never the columns."""
+    loss = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    w = jnp.array([1.0, 0.0])
+    # TF: weights [B] -> [B, 1]; Σ = 1 + 2 = 3 (NumPy broadcasting would give 1 + 3 = 4).
+    assert float(jh.reduce_weighted_loss(loss, w, "sum")) == 3.0
+    assert float(jh.reduce_weighted_loss(loss, w, "sum_over_batch_size")) == 0.75
+    assert float(jh.reduce_weighted_loss(loss, w, "mean")) == 1.5
+    assert float(jh.reduce_weighted_loss(loss, w, "sum_by_nonzero_weights")) == 1.5
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batch=st.integers(1, 5),
+    k=st.integers(1, 5),
+    reduction=st.sampled_from(["sum", "sum_over_batch_size", "mean", "sum_by_nonzero_weights"]),
+    data=st.data(),
+)
+def test_rank_minus_one_weights_equal_column_weights(batch, k, reduction, data):
+    loss = data.draw(hnp.arrays(np.float32, (batch, k), elements=st.floats(0, 10, width=32)))
+    w = data.draw(hnp.arrays(np.float32, (batch,), elements=st.sampled_from([0.0, 0.5, 2.0])))
+    got = jh.reduce_weighted_loss(loss, w, reduction)
+    np.testing.assert_array_equal(got, jh.reduce_weighted_loss(loss, w[:, None], reduction))
+    tiled = np.repeat(w[:, None], k, axis=1)
+    np.testing.assert_allclose(got, jh.reduce_weighted_loss(loss, tiled, reduction), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "loss_shape, weights_shape",
+    [
+        ((2, 3), (3,)),  # trailing alignment would be a silent per-column weighting
+        ((2, 3), (2, 2)),
+        ((2, 3), (2, 3, 1)),
+        ((4, 2, 3), (4,)),
+        ((4, 2, 3), (2, 3)),
+        ((2, 1), (3, 1)),
+    ],
+)
+def test_misaligned_weights_are_a_value_error_naming_weights(loss_shape, weights_shape):
+    with pytest.raises(ValueError, match=r"weights of shape \[.*\] do not align with the loss"):
+        jh.reduce_weighted_loss(jnp.ones(loss_shape), jnp.ones(weights_shape), "sum")
+
+
+@pytest.mark.parametrize("weights_shape", [(), (2,), (2, 1), (2, 3), (1, 3), (1, 1)])
+def test_accepted_weight_shapes(weights_shape):
+    loss = jnp.arange(6.0).reshape(2, 3)
+    w = np.full(weights_shape, 2.0, np.float32)
+    assert float(jh.reduce_weighted_loss(loss, w, "sum")) == 30.0
+
+
+def test_concrete_nan_weights_are_a_value_error():
+    with pytest.raises(ValueError, match="weights must not be NaN"):
+        jh.reduce_weighted_loss(jnp.ones((2, 1)), jnp.array([1.0, np.nan]), "sum")
+
+
+@pytest.mark.parametrize(
+    "reduction, expected",
+    [
+        ("sum", np.inf),
+        ("sum_over_batch_size", np.inf),
+        ("mean", np.inf),
+        ("sum_by_nonzero_weights", np.inf),
+    ],
+)
+def test_inf_loss_gives_inf_and_zero_weight_drops_it(reduction, expected):
+    loss = jnp.array([[np.inf], [1.0], [2.0]])
+    assert float(jh.reduce_weighted_loss(loss, jnp.ones((3, 1)), reduction)) == expected
+    dropped = jh.reduce_weighted_loss(loss, jnp.array([0.0, 1.0, 1.0]), reduction)
+    assert np.isfinite(dropped)  # TF: 0 * inf = NaN
+    np.testing.assert_allclose(
+        dropped,
+        jh.reduce_weighted_loss(loss[1:], jnp.ones(2), reduction)
+        * (2 / 3 if reduction == "sum_over_batch_size" else 1),
+        rtol=1e-6,
+    )
+
+
+def test_nonzero_weight_count_is_exact_past_2_24():
+    n = 2**24 + 2**22 + 1
+    w = jnp.ones((n,), jnp.float32).at[0].set(0.0)
+    loss = jnp.ones((n, 1), jnp.float32)
+    # total and count both equal n - 1 = 20971520 (exactly representable): the ratio is 1.
+    assert float(jh.reduce_weighted_loss(loss, w, "sum_by_nonzero_weights")) == 1.0
+    assert float(jh.reduce_weighted_loss(loss, w, "mean")) == 1.0
