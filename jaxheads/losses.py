@@ -27,6 +27,7 @@ __all__ = [
     "softmax_cross_entropy",
     "squared_error",
     "log_poisson_loss",
+    "softmax",
 ]
 
 _FINITE_MAX = float(jnp.finfo(jnp.float32).max)
@@ -122,6 +123,23 @@ def _log_softmax(logits: jax.Array) -> jax.Array:
         logits - jnp.where(infinite_top, 0.0, top),
     )
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
+
+
+def softmax(logits: ArrayLike, axis: int = -1) -> jax.Array:
+    """Softmax over ``axis`` in float32, defined at infinite logits (no NaN).
+
+    ``jax.nn.softmax`` gives NaN for a ``+inf`` logit (``inf − inf``). Here the
+    logits equal to an infinite row maximum share the probability evenly: a
+    single ``+inf`` gives a one-hot row, a row of ``-inf`` a uniform one. The
+    heads' ``probabilities`` use it, so they agree with the losses.
+
+    Examples:
+      >>> softmax(jnp.array([[jnp.inf, 0.0], [-jnp.inf, -jnp.inf]]))
+      Array([[1. , 0. ],
+             [0.5, 0.5]], dtype=float32)
+    """
+    logits = jnp.moveaxis(jnp.asarray(logits, jnp.float32), axis, -1)
+    return jnp.moveaxis(jnp.exp(_log_softmax(logits)), -1, axis)
 
 
 @jax.custom_jvp

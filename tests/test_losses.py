@@ -241,3 +241,15 @@ def test_custom_gradients_match_finite_differences(fn, labels):
     """The closed-form JVPs (both arguments) agree with numerical differentiation."""
     logits = jnp.array([[-1.0, 0.5, 2.0], [0.3, -0.2, 1.1]])
     check_grads(fn, (jnp.array(labels), logits), order=1, modes=("fwd", "rev"))
+
+
+def test_softmax_matches_jax_and_is_defined_at_infinite_logits(nan_mode):
+    x = jnp.array([[1.0, -2.0, 0.5], [1e4, -1e4, 0.0]])
+    np.testing.assert_allclose(losses.softmax(x), jax.nn.softmax(x), rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(losses.softmax(x.T, axis=0), jax.nn.softmax(x.T, axis=0), rtol=1e-6)
+    inf_rows = jnp.array([[INF, 0.0, 1.0], [INF, INF, 0.0], [-INF, -INF, -INF], [-INF, 0.0, 0.0]])
+    np.testing.assert_allclose(
+        losses.softmax(inf_rows),
+        [[1, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3], [0, 0.5, 0.5]],
+        rtol=1e-6,
+    )
