@@ -30,6 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar, overload
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 from flax import nnx
 from jax.typing import ArrayLike, DTypeLike
@@ -268,7 +269,15 @@ class NnxHead(HeadMethods, nnx.Module, Generic[H]):
             raise TypeError(f"head must be a jaxheads Head, got {type(head).__name__}.")
         self.head: H = head
         self.dtype = dtype
-        self.in_features = in_features
+        self.in_features = None if in_features is None else int(in_features)
+        if in_features is not None and (
+            isinstance(in_features, bool)
+            or not isinstance(in_features, (int, np.integer))
+            or in_features < 1
+        ):
+            raise ValueError(
+                f"in_features must be a positive int (or None: no projection), got {in_features!r}."
+            )
         if in_features is not None and rngs is None:
             raise ValueError("NnxHead needs `rngs` to initialize its projection.")
         # Assigned once: nnx fixes an attribute's data/static status at first assignment.
@@ -276,7 +285,7 @@ class NnxHead(HeadMethods, nnx.Module, Generic[H]):
             None
             if in_features is None or rngs is None
             else nnx.Linear(
-                in_features,
+                int(in_features),
                 head.logits_dimension,
                 use_bias=use_bias,
                 kernel_init=kernel_init,

@@ -248,6 +248,10 @@ def test_module_argument_errors():
         LinenHead("binary").init(jax.random.key(0), jnp.ones((1, 1)))
     with pytest.raises(TypeError, match="head must be a jaxheads Head, got str"):
         NnxHead("binary")
+    for bad in (3.0, 0, -2, True, "3"):
+        with pytest.raises(ValueError, match=f"in_features must be a positive int .*got {bad!r}"):
+            NnxHead(jh.BinaryClassHead(), in_features=bad, rngs=nnx.Rngs(0))
+    assert NnxHead(jh.BinaryClassHead(), np.int64(3), rngs=nnx.Rngs(0)).in_features == 3
     module = NnxHead(jh.BinaryClassHead(), in_features=3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"inputs shape \(2, 4\) must end in in_features=3"):
         module(jnp.ones((2, 4)))
