@@ -10,6 +10,7 @@ one to three batches.
 import json
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 
@@ -90,3 +91,32 @@ def test_auc_wrapper_matches_keras():
     for batch in case["batches"]:
         state = state.update(*_padded_batch(batch)[0], _padded_batch(batch)[1])
     np.testing.assert_allclose(float(state.compute()), case["result"], rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------ jit cache and twin states
+# `recall_0.5` once returned 0.4007 — the *precision* of the same data — under two
+# xdist workers. Precision, Recall and BinaryAccuracy (and Mean / Accuracy) have the
+# same fields and static values; with flax.struct's `register_dataclass` their tree
+# structures compared equal (hashes differed), so the C++ jit cache now and then
+# matched a Recall state to the executable traced for a Precision state and rebuilt
+# the output as a Precision. MetricState registers each class as a node of its own.
+def test_twin_state_classes_have_distinct_tree_structures():
+    a, b = metrics.Precision.empty(0.5), metrics.Recall.empty(0.5)
+    assert jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b)
+    c = metrics.BinaryAccuracy.empty(0.5)
+    assert jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(c)
+    assert jax.tree_util.tree_structure(metrics.Mean.empty()) != jax.tree_util.tree_structure(
+        metrics.Accuracy.empty()
+    )
+
+
+def test_jit_never_returns_a_twin_class():
+    # Many twins in one jit cache make the collision certain (about 1 in 3 calls
+    # came back as another class before the fix); the types must survive every call.
+    twins = [type(f"Twin{i}", (metrics.Mean,), {}) for i in range(64)]
+    identity = jax.jit(lambda state: state)
+    for _ in range(2):
+        for cls in twins:
+            assert type(identity(cls.empty())) is cls
+    recall = metrics.Recall.empty(0.5).update(np.ones(4, np.float32), np.full(4, 0.7, np.float32))
+    assert type(recall) is metrics.Recall

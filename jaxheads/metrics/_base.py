@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import dataclasses
+import sys
+from typing import Any, ClassVar, TypeVar
 
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # pragma: no cover
+    from typing_extensions import dataclass_transform
 
 from jaxheads.metrics._exact_sum import ExactSum, fold_axis0
 
@@ -25,7 +32,37 @@ def _merge_leaf(a: Any, b: Any) -> Any:
     return a + b
 
 
-class MetricState(struct.PyTreeNode):
+def _register_typed_node(cls: type) -> None:
+    """Registers a dataclass as a pytree node whose tree structure includes its type.
+
+    ``jax.tree_util.register_dataclass`` (what ``flax.struct`` uses) gives tree
+    structures that compare equal across *different* classes with the same
+    fields and static values (jaxlib 0.10: ``Precision`` vs ``Recall`` at the
+    same thresholds, ``Mean`` vs ``Accuracy``), while their hashes differ. The
+    C++ ``jax.jit`` cache then occasionally matches a call on one class to the
+    executable traced for its twin, and rebuilds the output as the twin's type:
+    ``Recall.update(...).compute()`` returned the precision. A custom node
+    compares its registered type, so a twin is a cache miss.
+    """
+    fields = dataclasses.fields(cls)
+    data = tuple(f.name for f in fields if f.metadata.get("pytree_node", True))
+    meta = tuple(f.name for f in fields if not f.metadata.get("pytree_node", True))
+
+    def flatten_with_keys(x: Any) -> tuple[list[tuple[Any, Any]], tuple[Any, ...]]:
+        children = [(jax.tree_util.GetAttrKey(n), x.__dict__[n]) for n in data]
+        return children, tuple(x.__dict__[n] for n in meta)
+
+    def flatten(x: Any) -> tuple[list[Any], tuple[Any, ...]]:
+        return [x.__dict__[n] for n in data], tuple(x.__dict__[n] for n in meta)
+
+    def unflatten(aux: tuple[Any, ...], children: Any) -> Any:
+        return cls(**dict(zip(data, children, strict=True)), **dict(zip(meta, aux, strict=True)))
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+
+
+@dataclass_transform(field_specifiers=(struct.field, dataclasses.field))
+class MetricState:
     """Base of every metric state: a pytree of additive accumulators.
 
     Array fields are :class:`ExactSum` accumulators (the pytree leaves); the
@@ -33,7 +70,22 @@ class MetricState(struct.PyTreeNode):
     structure, so states of different configurations never merge silently.
     Every subclass provides ``empty(**config)``, a pure ``update(...)`` and
     ``compute()``; ``merge`` (field-wise exact addition) is shared.
+
+    Every subclass is made a frozen dataclass and registered as a pytree node
+    of its own type (fields marked ``struct.field(pytree_node=False)`` are
+    static), so two state classes never share a tree structure.
     """
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(frozen=True)(cls)
+        _register_typed_node(cls)
+
+    def replace(self: S, **changes: Any) -> S:
+        """A copy with the given fields replaced."""
+        return dataclasses.replace(self, **changes)
 
     def merge(self: S, other: S) -> S:
         """Adds two states of the same type and configuration (associative, commutative).
