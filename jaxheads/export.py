@@ -24,7 +24,7 @@ import json
 import os
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, final
 
 import jax
 import numpy as np
@@ -220,6 +220,7 @@ def _upgrade_v1_header(
     return header
 
 
+@final
 class ExportedHead:
     """Serialized-ready serving signatures of a head (``jax.export`` + a JSON header).
 

@@ -26,7 +26,7 @@ Only this module imports Flax; the heads themselves do not.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, Protocol, TypeVar, overload
+from typing import Any, Generic, Protocol, TypeVar, final, overload
 
 import jax
 import jax.numpy as jnp
@@ -118,6 +118,7 @@ class _HasHead(Protocol):
     def head(self) -> Head[Any]: ...
 
 
+@final
 class _Delegated(Generic[T]):
     """A read-only attribute that is ``select(instance.head)``.
 
@@ -165,6 +166,7 @@ class HeadMethods:
     create_spec = _Delegated(lambda head: head.create_spec)
 
 
+@final
 class LinenHead(HeadMethods, nn.Module, Generic[H]):
     """A ``flax.linen`` module: optional final ``Dense`` + the head's methods.
 
@@ -227,6 +229,7 @@ class LinenHead(HeadMethods, nn.Module, Generic[H]):
         )(inputs)
 
 
+@final
 class NnxHead(HeadMethods, nnx.Module, Generic[H]):
     """A ``flax.nnx`` module: optional final ``Linear`` + the head's methods.
 

@@ -37,6 +37,7 @@ def test_round_trip_with_symbolic_batch_and_vocabulary(binary_artifact, tmp_path
     blob = artifact.serialize()
     assert isinstance(blob, bytes) and blob.startswith(b"JAXHEADS")
     served = ExportedHead.deserialize(blob)
+    assert served.serialize() == blob  # a stable round trip
     assert served.signatures == ("serving_default", "classification", "regression", "predict")
     assert served.class_vocabularies == {
         "class_ids": ("benign", "malignant"),
