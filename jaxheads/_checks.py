@@ -11,7 +11,6 @@ the caller functionalises with ``jax.experimental.checkify.checkify``.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -20,9 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from jaxheads._shapes import shape_str
+
 __all__ = ["traced_value_checks"]
 
-_TRACED_CHECKS = contextvars.ContextVar("jaxheads_traced_value_checks", default=False)
+# A jit-cache-sensitive context: a function traced outside the context and
+# called inside it (or the reverse) is traced again, so the checks are staged
+# exactly when the context is active, whatever the jit cache already holds.
+_TRACED_CHECKS = jax.make_user_context(default_value=False)
 
 
 @contextlib.contextmanager
@@ -37,14 +41,14 @@ def traced_value_checks(enabled: bool = True) -> Iterator[None]:
             err, loss = jax.jit(checkify.checkify(step))(batch)
         err.throw()
 
-    Without ``checkify`` around it, a function traced in this context fails to
+    The context is part of ``jax.jit``'s cache key (``jax.make_user_context``):
+    a function first traced outside the context is traced again inside it,
+    so the checks are never skipped because of the jit cache. Without
+    ``checkify`` around it, a function traced in this context fails to
     compile (JAX cannot stage a check it does not functionalise).
     """
-    token = _TRACED_CHECKS.set(enabled)
-    try:
+    with _TRACED_CHECKS(bool(enabled)):
         yield
-    finally:
-        _TRACED_CHECKS.reset(token)
 
 
 def concrete_value(x: Any) -> np.ndarray | None:
@@ -67,12 +71,8 @@ def check_values(
         ok = np.asarray(predicate(value))
         if not ok.all():
             raise ValueError(message(value[~ok]))
-    elif _TRACED_CHECKS.get():
+    elif _TRACED_CHECKS.value:
         checkify.check(jnp.all(predicate(array)), message(np.array(["<traced>"])))
-
-
-def shape_str(shape: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def float_logits(logits: Any, logits_dimension: int) -> jax.Array:
@@ -99,46 +99,6 @@ def float_logits(logits: Any, logits_dimension: int) -> jax.Array:
             f"logits_dimension={logits_dimension}."
         )
     return logits.astype(jnp.float32)
-
-
-def dense_labels(labels: Any, logits_shape: tuple[int, ...], expected_dim: int) -> jax.Array:
-    """Checks dense labels against the logits, returning them shaped ``[D0, …, DN, expected_dim]``.
-
-    ``[D0, …, DN]`` labels are accepted and expanded when ``expected_dim == 1``
-    (and for any ``expected_dim`` the expansion happens first, so a wrong last
-    dimension is reported as such, as TF does).
-    """
-    if labels is None:
-        raise ValueError(
-            "You must provide a labels Tensor. Given: None. Suggested troubleshooting steps: "
-            "Check that your data contains your label feature. Check that your input_fn "
-            "properly parses and returns labels."
-        )
-    labels = jnp.asarray(labels)
-    if labels.ndim == len(logits_shape) - 1:
-        labels = labels[..., None]
-    if labels.ndim < 2:
-        raise ValueError(
-            f"labels must have rank at least 2.  Received rank {labels.ndim}, shape "
-            f"{shape_str(labels.shape)}."
-        )
-    if labels.shape[-1] != expected_dim:
-        raise ValueError(
-            f"Mismatched label shape. Expected labels dimension={expected_dim}.  Received "
-            f"{labels.shape[-1]} (labels shape {shape_str(labels.shape)}). Suggested Fix: If "
-            "your classifier expects one-hot encoding label, check your n_classes argument to "
-            "the estimator and/or the shape of your label. Otherwise, check the shape of your "
-            "label."
-        )
-    expected = tuple(logits_shape[:-1]) + (expected_dim,)
-    if labels.shape != expected:
-        raise ValueError(
-            f"labels shape must be [D0, D1, ... DN, {expected_dim}]. Suggested Fix: check your "
-            "n_classes argument to the head and/or the shape of your label., "
-            f"expected_labels_shape: {shape_str(expected)}. labels_shape: "
-            f"{shape_str(labels.shape)}."
-        )
-    return labels
 
 
 def weights_from_features(
@@ -229,12 +189,24 @@ def loss_fn_params(loss_fn: Callable[..., Any]) -> frozenset[str]:
 
 
 def check_thresholds(thresholds: Any) -> tuple[float, ...]:
-    """``thresholds`` as a tuple of floats, each strictly inside (0, 1)."""
-    thresholds = tuple(float(t) for t in thresholds) if thresholds else ()
-    for t in thresholds:
-        if t <= 0.0 or t >= 1.0:
+    """A head's ``thresholds`` as a tuple of floats, each strictly inside (0, 1).
+
+    The one validation of head thresholds (binary and multi-label heads).
+    """
+    values = tuple(float(t) for t in thresholds) if thresholds else ()
+    for t in values:
+        if not 0.0 < t < 1.0:
             raise ValueError(
-                f"thresholds not in (0, 1): {(thresholds,)}. Each threshold must satisfy "
-                f"0 < t < 1; got {t}."
+                f"thresholds not in (0, 1): {(values,)}. thresholds must be in (0, 1) range. "
+                f"Given: {t} (each threshold must satisfy 0 < t < 1)."
             )
-    return thresholds
+    return values
+
+
+def check_num_thresholds(num_thresholds: Any) -> int:
+    """A head's ``num_thresholds`` (AUC curve size): an int > 1."""
+    if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int):
+        raise ValueError(f"num_thresholds must be an int > 1, got {num_thresholds!r}.")
+    if num_thresholds < 2:
+        raise ValueError(f"num_thresholds must be an int > 1, got {num_thresholds!r}.")
+    return num_thresholds

@@ -1,10 +1,19 @@
-"""The heads: one module per head family, sharing :mod:`jaxheads.heads.base`."""
+"""The heads: the contract (:mod:`~jaxheads.heads.base`), the single-head template, one module per head."""
 
+from jaxheads.heads._metric_state import (
+    BinaryHeadMetrics,
+    HeadMetrics,
+    MultiClassHeadMetrics,
+    MultiHeadMetrics,
+    MultiLabelHeadMetrics,
+    RegressionHeadMetrics,
+)
+from jaxheads.heads._single import LossHead, SingleHead
 from jaxheads.heads.base import Head, HeadSpec
 from jaxheads.heads.binary import BinaryClassHead, binary_classification_head
 from jaxheads.heads.multi_class import MultiClassHead, multi_class_head
 from jaxheads.heads.multi_head import MultiHead, multi_head
-from jaxheads.heads.multi_label import MultiLabelHead, SparseLabels, multi_label_head
+from jaxheads.heads.multi_label import MultiLabelHead, multi_label_head
 from jaxheads.heads.regression import (
     LogisticRegressionHead,
     PoissonRegressionHead,
@@ -14,10 +23,19 @@ from jaxheads.heads.regression import (
     regression_head,
 )
 from jaxheads.heads.sequence import SequentialHeadWrapper
+from jaxheads.labels import SparseLabels
 
 __all__ = [
     "Head",
     "HeadSpec",
+    "HeadMetrics",
+    "LossHead",
+    "SingleHead",
+    "BinaryHeadMetrics",
+    "RegressionHeadMetrics",
+    "MultiClassHeadMetrics",
+    "MultiLabelHeadMetrics",
+    "MultiHeadMetrics",
     "BinaryClassHead",
     "binary_classification_head",
     "LogisticRegressionHead",

@@ -11,27 +11,24 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxheads import _checks, losses, metrics
-from jaxheads.heads import _labels
-from jaxheads.heads._single import (
-    SingleHead,
-    classification_outputs,
-    update_regularization_metric,
-    wants_regularization_metric,
+from jaxheads import _checks, _compat, losses, metrics
+from jaxheads import labels as lb
+from jaxheads.heads._metric_state import (
+    BinaryHeadMetrics,
+    BinaryMetricsConfig,
+    init_regularization,
 )
+from jaxheads.heads._single import Batch, SingleHead, classification_outputs, select_predictions
 from jaxheads.heads.base import Features
+from jaxheads.keys import ExportKeys, PredictionKeys, SignatureKeys
 from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import LabelVocabulary, default_class_names
 
 __all__ = ["BinaryClassHead", "binary_classification_head"]
 
-_COMPAT = ("v1", "v2")
-# TF1's epsilon in precision/recall at thresholds (`tf.compat.v1.metrics.precision_at_thresholds`).
-_V1_THRESHOLD_EPSILON = 1e-7
-
 
 @dataclasses.dataclass(frozen=True)
-class BinaryClassHead(SingleHead):
+class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
     """Binary classification with sigmoid cross-entropy (TF's ``BinaryClassHead``).
 
     Shapes: logits ``[D0, …, DN, 1]``; labels ``[D0, …, DN, 1]`` or
@@ -76,6 +73,8 @@ class BinaryClassHead(SingleHead):
     compat: str = "v2"
     num_thresholds: int = 200
 
+    _state_class = BinaryHeadMetrics
+
     def __post_init__(self) -> None:
         vocabulary = LabelVocabulary.from_argument(self.label_vocabulary)
         object.__setattr__(
@@ -83,39 +82,42 @@ class BinaryClassHead(SingleHead):
         )
         object.__setattr__(self, "thresholds", _checks.check_thresholds(self.thresholds))
         self._validate_common()
-        if self.compat not in _COMPAT:
-            raise ValueError(f"compat must be one of {_COMPAT}, got {self.compat!r}.")
-        if not isinstance(self.num_thresholds, int) or self.num_thresholds < 2:
-            raise ValueError(f"num_thresholds must be an int > 1, got {self.num_thresholds!r}.")
+        _compat.check_compat(self.compat)
+        _checks.check_num_thresholds(self.num_thresholds)
 
     @property
     def logits_dimension(self) -> int:
         return 1
 
     @property
-    def _vocabulary(self) -> LabelVocabulary | None:
-        return None if self.label_vocabulary is None else LabelVocabulary(self.label_vocabulary)
+    def _vocabulary(self) -> LabelVocabulary:
+        if self.label_vocabulary is None:
+            return default_class_names(2)
+        return LabelVocabulary(tuple(self.label_vocabulary))
 
     # ---------------------------------------------------------------- labels
+    def _ids(self, given: Any) -> Any:
+        no_vocabulary = TypeError(
+            "labels are strings but the head has no label_vocabulary: pass numeric labels, or "
+            "give the head a label_vocabulary to map the strings to class ids."
+        )
+        vocabulary = None if self.label_vocabulary is None else self._vocabulary
+        return lb.encode_strings(given, vocabulary, no_vocabulary)
+
     def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
         """Host side: labels as float32 class ids in [0, 1], ready for ``jit``.
 
         String labels are looked up in ``label_vocabulary`` (an unknown string
         is a ``ValueError``); numeric labels are range-checked.
         """
-        encoded = np.asarray(_labels.encode_string_labels(labels, self._vocabulary))
-        _labels.check_numeric(jnp.asarray(encoded))
-        encoded = encoded.astype(np.float32)
-        _labels.check_range(encoded, 2)
-        return encoded
+        del features
+        encoded = jnp.asarray(self._ids(labels))
+        _check_label_values(encoded)
+        return np.asarray(encoded, np.float32)
 
     def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:
-        labels = _labels.encode_string_labels(labels, self._vocabulary)
-        labels = _checks.dense_labels(labels, logits.shape, 1)
-        _labels.check_numeric(labels)
-        labels = labels.astype(jnp.float32)
-        _labels.check_range(labels, 2)
-        return labels
+        dense = lb.dense_labels(self._ids(labels), logits.shape, 1)
+        return _check_label_values(dense)
 
     def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
         return losses.sigmoid_cross_entropy(labels, logits)
@@ -134,111 +136,86 @@ class BinaryClassHead(SingleHead):
         logits = self._float_logits(logits)
         logistic = jax.nn.sigmoid(logits)
         predictions = {
-            "logits": logits,
-            "logistic": logistic,
-            "probabilities": jnp.concatenate([jax.nn.sigmoid(-logits), logistic], axis=-1),
-            "class_ids": (logits > 0).astype(jnp.int32),
-            "all_class_ids": jnp.broadcast_to(
+            PredictionKeys.LOGITS: logits,
+            PredictionKeys.LOGISTIC: logistic,
+            PredictionKeys.PROBABILITIES: jnp.concatenate(
+                [jax.nn.sigmoid(-logits), logistic], axis=-1
+            ),
+            PredictionKeys.CLASS_IDS: (logits > 0).astype(jnp.int32),
+            PredictionKeys.ALL_CLASS_IDS: jnp.broadcast_to(
                 jnp.arange(2, dtype=jnp.int32), logits.shape[:-1] + (2,)
             ),
         }
-        return self._select_predictions(predictions, keys, host_keys=("classes", "all_classes"))
+        return select_predictions(predictions, keys, PredictionKeys.CLASS_IDS)
 
     def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
         """``class_ids`` / ``all_class_ids`` → the vocabulary (or ``("0", "1")``)."""
-        classes = (self._vocabulary or default_class_names(2)).classes
-        return {"class_ids": classes, "all_class_ids": classes}
+        classes = self._vocabulary.classes
+        return {PredictionKeys.CLASS_IDS: classes, PredictionKeys.ALL_CLASS_IDS: classes}
 
     def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
         """``serving_default``/``classification`` (scores, class ids), ``regression``, ``predict``."""
         predictions = self.predictions(logits)
         classification = classification_outputs(predictions)
         return {
-            "serving_default": classification,
-            "classification": classification,
-            "regression": {"value": predictions["logistic"]},
-            "predict": predictions,
+            SignatureKeys.SERVING_DEFAULT: classification,
+            SignatureKeys.CLASSIFICATION: classification,
+            SignatureKeys.REGRESSION: {ExportKeys.VALUE: predictions[PredictionKeys.LOGISTIC]},
+            SignatureKeys.PREDICT: predictions,
         }
 
     # ---------------------------------------------------------------- metrics
-    def init_metrics(self, regularization_losses: Any = None) -> dict[str, Any]:
-        """A fresh metric state: a dict (a pytree) of additive metric states.
+    def _metrics_config(self) -> BinaryMetricsConfig:
+        return BinaryMetricsConfig(
+            thresholds=tuple(self.thresholds or ()),
+            num_thresholds=self.num_thresholds,
+            compat=self.compat,
+        )
 
-        ``"binary"`` is one :class:`~jaxheads.metrics.BinaryClassifierMetrics`
-        (every count from one bucketing per batch). Pass
-        ``regularization_losses`` (the list, or ``True``) to track the
+    def init_metrics(self, regularization_losses: Any = None) -> BinaryHeadMetrics:
+        """A fresh :class:`BinaryHeadMetrics`: every count from one bucketing per batch.
+
+        Pass ``regularization_losses`` (the list, or ``True``) to track the
         ``regularization_loss`` metric, as TF's ``metrics(regularization_losses)``.
         """
-        state: dict[str, Any] = {
-            "binary": metrics.BinaryClassifierMetrics.empty(
-                num_thresholds=self.num_thresholds, thresholds=self.thresholds
-            )
-        }
-        if wants_regularization_metric(regularization_losses):
-            state["regularization_loss"] = metrics.Mean.empty()
-        return state
-
-    def update_metrics(
-        self,
-        state: dict[str, Any],
-        features: Features,
-        logits: ArrayLike,
-        labels: Any,
-        regularization_losses: Sequence[ArrayLike] | None = None,
-    ) -> dict[str, Any]:
-        """Folds one batch into ``state``; pure and jittable (string labels: host only)."""
-        logits, labels, loss, weights = self._loss_parts(labels, logits, features)
-        new = dict(state)
-        new["binary"] = state["binary"].update(
-            labels,
-            jax.nn.sigmoid(logits),
-            weights,
-            class_ids=(logits > 0).astype(jnp.float32),
-            loss=loss,
+        config = self._metrics_config()
+        counts = metrics.BinaryClassifierMetrics.empty(
+            num_thresholds=config.num_thresholds, thresholds=config.thresholds
         )
-        update_regularization_metric(state, new, regularization_losses)
-        return new
+        return BinaryHeadMetrics(
+            regularization_loss=init_regularization(regularization_losses),
+            config=config,
+            counts=counts,
+        )
 
-    def curve(self, state: dict[str, Any]) -> metrics.ConfusionCurve:
+    def _update_state(self, state: BinaryHeadMetrics, batch: Batch) -> BinaryHeadMetrics:
+        counts = state.counts.update(
+            batch.labels,
+            jax.nn.sigmoid(batch.logits),
+            batch.weights,
+            class_ids=(batch.logits > 0).astype(jnp.float32),
+            loss=batch.loss,
+        )
+        return state.replace(counts=counts)
+
+    def curve(self, state: BinaryHeadMetrics) -> metrics.ConfusionCurve:
         """The ROC / PR :class:`~jaxheads.metrics.ConfusionCurve` of a metric state.
 
         ``head.curve(state).roc_curve()`` / ``.pr_curve()`` give the curve points.
         """
-        return state["binary"].curve()
+        self._check_state(state)
+        return state.counts.curve()
 
-    def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
-        """Metric values with TF's keys (``/name`` appended when the head has a name)."""
-        v1 = self.compat == "v1"
-        summation = "trapezoidal" if v1 else "interpolation"
-        counts = state["binary"]
-        label_mean = counts.mean("label").compute()
-        curve = counts.curve()
-        class_ids = counts.class_ids()
-        out = {
-            "average_loss": counts.mean("loss").compute(),
-            # TF's Accuracy(labels, class_ids): exact matches, so soft labels never count.
-            "accuracy": class_ids.accuracy()[0],
-            "precision": class_ids.precision()[0],
-            "recall": class_ids.recall()[0],
-            "prediction/mean": counts.mean("prediction").compute(),
-            "label/mean": label_mean,
-            "accuracy_baseline": jnp.maximum(label_mean, 1.0 - label_mean),
-            "auc": curve.roc_auc(summation_method=summation),
-            "auc_precision_recall": curve.pr_auc(summation_method=summation),
-        }
-        if "regularization_loss" in state:
-            out["regularization_loss"] = state["regularization_loss"].compute()
-        if self.thresholds:
-            epsilon = _V1_THRESHOLD_EPSILON if v1 else 0.0
-            at = counts.at_thresholds(epsilon=epsilon)
-            # TF1's accuracy_at_threshold counts p >= t as positive; TF2's BinaryAccuracy p > t.
-            accuracy = counts.at_thresholds(inclusive=v1).accuracy()
-            precision, recall = at.precision(), at.recall()
-            for i, t in enumerate(self.thresholds):
-                out[f"accuracy/positive_threshold_{t:g}"] = accuracy[i]
-                out[f"precision/positive_threshold_{t:g}"] = precision[i]
-                out[f"recall/positive_threshold_{t:g}"] = recall[i]
-        return {self._metric_key(k): v for k, v in out.items()}
+    def _metric_values(self, state: BinaryHeadMetrics) -> dict[str, jax.Array]:
+        return state.counts.compute(self.compat)
+
+
+def _check_label_values(given: jax.Array) -> jax.Array:
+    """Numeric labels in [0, 1], as float32."""
+    lb.check_numeric(given)
+    as_float = given.astype(jnp.float32)
+    lb.check_range(as_float, 2)
+    return as_float
 
 
 def binary_classification_head(

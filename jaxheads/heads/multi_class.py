@@ -11,18 +11,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxheads import _checks, losses, metrics
-from jaxheads.heads import _labels
-from jaxheads.heads._single import (
-    SingleHead,
-    classification_outputs,
-    update_regularization_metric,
-    wants_regularization_metric,
+from jaxheads import labels as lb
+from jaxheads import losses, metrics
+from jaxheads._shapes import shape_str
+from jaxheads.heads._metric_state import (
+    MultiClassHeadMetrics,
+    MultiClassMetricsConfig,
+    init_regularization,
 )
+from jaxheads.heads._single import Batch, SingleHead, classification_outputs, select_predictions
 from jaxheads.heads.base import Features
-from jaxheads.heads.multi_label import SparseLabels
+from jaxheads.keys import MetricKeys, PredictionKeys, SignatureKeys
 from jaxheads.reduction import Reduction
-from jaxheads.vocabulary import LabelVocabulary, default_class_names, is_string_array
+from jaxheads.vocabulary import LabelVocabulary, default_class_names
 
 __all__ = ["MultiClassHead", "multi_class_head"]
 
@@ -30,7 +31,7 @@ __all__ = ["MultiClassHead", "multi_class_head"]
 def _one_hot_mistake_message(n_classes: int, shape: tuple[int, ...]) -> str:
     return (
         f"Mismatched label shape. Expected labels dimension=1.  Received {shape[-1]} (labels "
-        f"shape {_checks.shape_str(shape)}). MultiClassHead(n_classes={n_classes}) expects "
+        f"shape {shape_str(shape)}). MultiClassHead(n_classes={n_classes}) expects "
         "integer class ids of shape [D0, ..., DN, 1] or [D0, ..., DN], but these labels look "
         f"one-hot encoded ([D0, ..., DN, n_classes={n_classes}]): pass "
         "jnp.argmax(labels, axis=-1), or create the head with one_hot_labels=True."
@@ -38,7 +39,7 @@ def _one_hot_mistake_message(n_classes: int, shape: tuple[int, ...]) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class MultiClassHead(SingleHead):
+class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
     """Multi-class classification with softmax cross-entropy (TF's ``MultiClassHead``).
 
     Shapes: logits ``[D0, …, DN, n_classes]``; labels integer class ids
@@ -91,6 +92,8 @@ class MultiClassHead(SingleHead):
     name: str | None = None
     one_hot_labels: bool = False
 
+    _state_class = MultiClassHeadMetrics
+
     def __post_init__(self) -> None:
         n = self.n_classes
         if n is None:
@@ -100,7 +103,7 @@ class MultiClassHead(SingleHead):
             raise ValueError(
                 '"label_vocabulary" does not have "n_classes" items. '
                 f"len(label_vocabulary)={len(vocabulary)}, n_classes={n}, "
-                f"label_vocabulary={list(self.label_vocabulary)}"
+                f"label_vocabulary={list(vocabulary.classes)}"
             )
         object.__setattr__(
             self, "label_vocabulary", None if vocabulary is None else vocabulary.classes
@@ -122,12 +125,14 @@ class MultiClassHead(SingleHead):
         return self.n_classes
 
     @property
-    def _vocabulary(self) -> LabelVocabulary | None:
-        return None if self.label_vocabulary is None else LabelVocabulary(self.label_vocabulary)
+    def _vocabulary(self) -> LabelVocabulary:
+        if self.label_vocabulary is None:
+            return default_class_names(self.n_classes)
+        return LabelVocabulary(tuple(self.label_vocabulary))
 
     # ---------------------------------------------------------------- labels
     def _check_not_sparse(self, labels: Any) -> None:
-        if isinstance(labels, SparseLabels):
+        if isinstance(labels, lb.SparseLabels):
             k = self.n_classes if self.one_hot_labels else 1
             raise ValueError(
                 "SparseTensor labels are not supported. Labels must be a Tensor of shape "
@@ -138,14 +143,12 @@ class MultiClassHead(SingleHead):
 
     def _encode(self, labels: Any) -> Any:
         """Host: class names → int32 ids (other labels pass through)."""
-        if not is_string_array(labels):
-            return labels
-        if self._vocabulary is None:
-            raise ValueError(
-                "Labels dtype should be integer. Instead got string labels (a label_vocabulary "
-                "is needed to map class names to ids)."
-            )
-        return self._vocabulary.encode(labels)
+        no_vocabulary = ValueError(
+            "Labels dtype should be integer. Instead got string labels (a label_vocabulary "
+            "is needed to map class names to ids)."
+        )
+        vocabulary = None if self.label_vocabulary is None else self._vocabulary
+        return lb.encode_strings(labels, vocabulary, no_vocabulary)
 
     def _check_ids(self, labels: jax.Array) -> jax.Array:
         if not jnp.issubdtype(labels.dtype, jnp.integer):
@@ -154,13 +157,13 @@ class MultiClassHead(SingleHead):
                 "takes integer class ids in [0, n_classes); cast float ids with "
                 ".astype(jnp.int32).)"
             )
-        _labels.check_range(labels, self.n_classes)
+        lb.check_range(labels, self.n_classes)
         return labels.astype(jnp.int32)
 
     def _check_one_hot(self, labels: jax.Array) -> jax.Array:
-        _labels.check_numeric(labels)
+        lb.check_numeric(labels)
         labels = labels.astype(jnp.float32)
-        _labels.check_range(
+        lb.check_range(
             labels, 2, message="one-hot labels must have values in [0, 1] (one_hot_labels=True)"
         )
         return labels
@@ -172,8 +175,9 @@ class MultiClassHead(SingleHead):
         ``ValueError``) to int32 ids; ids are range-checked. With
         ``one_hot_labels`` the float32 vectors are checked and returned.
         """
+        del features
         self._check_not_sparse(labels)
-        labels = jnp.asarray(self._encode(labels))
+        labels = jnp.asarray(self._encode(lb.require(labels)))
         if self.one_hot_labels:
             return np.asarray(self._check_one_hot(labels))
         return np.asarray(self._check_ids(labels))
@@ -181,15 +185,13 @@ class MultiClassHead(SingleHead):
     def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:
         self._check_not_sparse(labels)
         if self.one_hot_labels:
-            labels = _checks.dense_labels(labels, logits.shape, self.n_classes)
-            return self._check_one_hot(labels)
+            return self._check_one_hot(lb.dense_labels(labels, logits.shape, self.n_classes))
         labels = self._encode(labels)
         if labels is not None:
             labels = jnp.asarray(labels)
             if labels.ndim == len(logits.shape) and labels.shape[-1] == self.n_classes:
                 raise ValueError(_one_hot_mistake_message(self.n_classes, tuple(labels.shape)))
-        labels = _checks.dense_labels(labels, logits.shape, 1)
-        return self._check_ids(labels)
+        return self._check_ids(lb.dense_labels(labels, logits.shape, 1))
 
     def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
         if self.one_hot_labels:
@@ -209,66 +211,64 @@ class MultiClassHead(SingleHead):
         """
         logits = self._float_logits(logits)
         predictions = {
-            "logits": logits,
-            "probabilities": jax.nn.softmax(logits, axis=-1),
-            "class_ids": jnp.argmax(logits, axis=-1, keepdims=True).astype(jnp.int32),
-            "all_class_ids": jnp.broadcast_to(
+            PredictionKeys.LOGITS: logits,
+            PredictionKeys.PROBABILITIES: jax.nn.softmax(logits, axis=-1),
+            PredictionKeys.CLASS_IDS: jnp.argmax(logits, axis=-1, keepdims=True).astype(jnp.int32),
+            PredictionKeys.ALL_CLASS_IDS: jnp.broadcast_to(
                 jnp.arange(self.n_classes, dtype=jnp.int32), logits.shape
             ),
         }
-        return self._select_predictions(predictions, keys, host_keys=("classes", "all_classes"))
+        return select_predictions(predictions, keys, PredictionKeys.CLASS_IDS)
 
     def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
         """``class_ids`` / ``all_class_ids`` → the vocabulary (or ``("0", "1", …)``)."""
-        classes = (self._vocabulary or default_class_names(self.n_classes)).classes
-        return {"class_ids": classes, "all_class_ids": classes}
+        classes = self._vocabulary.classes
+        return {PredictionKeys.CLASS_IDS: classes, PredictionKeys.ALL_CLASS_IDS: classes}
 
     def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
         """``serving_default``/``classification`` (scores, class ids) and ``predict``."""
         predictions = self.predictions(logits)
         classification = classification_outputs(predictions)
         return {
-            "serving_default": classification,
-            "classification": classification,
-            "predict": predictions,
+            SignatureKeys.SERVING_DEFAULT: classification,
+            SignatureKeys.CLASSIFICATION: classification,
+            SignatureKeys.PREDICT: predictions,
         }
 
     # ---------------------------------------------------------------- metrics
-    def init_metrics(self, regularization_losses: Any = None) -> dict[str, Any]:
-        """A fresh metric state (a dict of additive metric states; a pytree).
+    def _metrics_config(self) -> MultiClassMetricsConfig:
+        return MultiClassMetricsConfig(
+            n_classes=self.n_classes, one_hot_labels=bool(self.one_hot_labels)
+        )
+
+    def init_metrics(self, regularization_losses: Any = None) -> MultiClassHeadMetrics:
+        """A fresh :class:`MultiClassHeadMetrics` (``average_loss``, ``accuracy``).
 
         Pass ``regularization_losses`` (the list, or ``True``) to track the
         ``regularization_loss`` metric, as TF's ``metrics(regularization_losses)``.
         """
-        state: dict[str, Any] = {
-            "average_loss": metrics.Mean.empty(),
-            "accuracy": metrics.Accuracy.empty(),
+        return MultiClassHeadMetrics(
+            regularization_loss=init_regularization(regularization_losses),
+            config=self._metrics_config(),
+            loss=metrics.Mean.empty(),
+            accuracy=metrics.Accuracy.empty(),
+        )
+
+    def _update_state(self, state: MultiClassHeadMetrics, batch: Batch) -> MultiClassHeadMetrics:
+        class_ids = jnp.argmax(batch.logits, axis=-1, keepdims=True)
+        label_ids = batch.labels
+        if self.one_hot_labels:
+            label_ids = jnp.argmax(batch.labels, axis=-1, keepdims=True)
+        return state.replace(
+            loss=state.loss.update(batch.loss, batch.weights),
+            accuracy=state.accuracy.update(label_ids, class_ids, batch.weights),
+        )
+
+    def _metric_values(self, state: MultiClassHeadMetrics) -> dict[str, jax.Array]:
+        return {
+            MetricKeys.LOSS_MEAN: state.loss.compute(),
+            MetricKeys.ACCURACY: state.accuracy.compute(),
         }
-        if wants_regularization_metric(regularization_losses):
-            state["regularization_loss"] = metrics.Mean.empty()
-        return state
-
-    def update_metrics(
-        self,
-        state: dict[str, Any],
-        features: Features,
-        logits: ArrayLike,
-        labels: Any,
-        regularization_losses: Sequence[ArrayLike] | None = None,
-    ) -> dict[str, Any]:
-        """Folds one batch into ``state``; pure and jittable (class names: host only)."""
-        logits, labels, loss, weights = self._loss_parts(labels, logits, features)
-        class_ids = jnp.argmax(logits, axis=-1, keepdims=True)
-        label_ids = jnp.argmax(labels, axis=-1, keepdims=True) if self.one_hot_labels else labels
-        new = dict(state)
-        new["average_loss"] = state["average_loss"].update(loss, weights)
-        new["accuracy"] = state["accuracy"].update(label_ids, class_ids, weights)
-        update_regularization_metric(state, new, regularization_losses)
-        return new
-
-    def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
-        """``average_loss``, ``accuracy`` (+ ``regularization_loss``), with the ``/name`` suffix."""
-        return {self._metric_key(k): s.compute() for k, s in state.items()}
 
 
 def multi_class_head(

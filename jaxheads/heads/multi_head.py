@@ -10,23 +10,28 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxheads import _checks, metrics
+from jaxheads import metrics
 from jaxheads._loss_terms import LossTerms
-from jaxheads.heads._regularization import add_n as sum_regularization_losses
-from jaxheads.heads._regularization import wants_metric as wants_regularization_metric
-from jaxheads.heads._single import update_regularization_metric
+from jaxheads._shapes import shape_str
+from jaxheads.heads._metric_state import (
+    MultiHeadMetrics,
+    MultiHeadMetricsConfig,
+    check_state,
+    init_regularization,
+    update_regularization,
+)
+from jaxheads.heads._multi_parts import check_heads, merge_export_outputs
+from jaxheads.heads._single import LossHead
 from jaxheads.heads.base import Features, Head, HeadSpec
+from jaxheads.keys import MetricKeys, summary_key
 from jaxheads.modes import ModeKeys
 from jaxheads.reduction import Reduction
 
 __all__ = ["MultiHead", "multi_head"]
 
-_DEFAULT_SERVING_KEY = "serving_default"
-_PREDICT_SERVING_KEY = "predict"
-
 
 @dataclasses.dataclass(frozen=True)
-class MultiHead(Head[Any]):
+class MultiHead(Head[MultiHeadMetrics]):
     """Several named heads trained together (TF's ``MultiHead``).
 
     Logits are a dict keyed by head name, or one array
@@ -56,7 +61,8 @@ class MultiHead(Head[Any]):
     metrics with another's); ``features=None`` means no features.
 
     Attributes:
-      heads: the heads, each with a distinct, non-empty ``name``.
+      heads: the heads (single heads or sequential wrappers), each with a
+        distinct, non-empty ``name``.
       head_weights: one float per head, or ``None`` (all 1).
 
     Examples:
@@ -72,15 +78,11 @@ class MultiHead(Head[Any]):
       38.75
     """
 
-    heads: Sequence[Head]
+    heads: Sequence[LossHead[Any]]
     head_weights: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
-        heads = self.heads
-        if not heads:
-            raise ValueError(f"Must specify heads. Given: {heads}")
-        if isinstance(heads, (Head, Mapping)) or not isinstance(heads, Sequence):
-            raise TypeError(f"heads must be a list or tuple of heads, got {type(heads).__name__}.")
+        heads = check_heads(self.heads)
         head_weights = self.head_weights
         if head_weights:
             if len(head_weights) != len(heads):
@@ -91,37 +93,23 @@ class MultiHead(Head[Any]):
             head_weights = tuple(float(w) for w in head_weights)
         else:
             head_weights = None
-        for head in heads:
-            if not isinstance(head, Head):
-                raise TypeError(
-                    f"Every element of heads must be a head, got {type(head).__name__}."
-                )
-            if head.name is None:
-                raise ValueError(f"All given heads must have name specified. Given: {head}")
-        names = [head.name for head in heads]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(
-                f"Every head of a MultiHead needs a distinct name: got names {names}, with "
-                f"{duplicates} used more than once (their predictions and metrics would collide)."
-            )
-        object.__setattr__(self, "heads", tuple(heads))
+        object.__setattr__(self, "heads", heads)
         object.__setattr__(self, "head_weights", head_weights)
 
     # ---------------------------------------------------------------- properties
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         """The head names joined with ``_`` (``head1_head2``)."""
-        return "_".join(head.name for head in self.heads)
+        return "_".join(self._names)
 
     @property
     def logits_dimension(self) -> int:
         return sum(head.logits_dimension for head in self.heads)
 
     @property
-    def loss_reduction(self) -> Reduction:  # type: ignore[override]
+    def loss_reduction(self) -> Reduction:
         """The heads' common reduction; ``ValueError`` when they differ."""
-        reductions = [head.loss_reduction for head in self.heads]
+        reductions = [head.reduction for head in self.heads]
         if len(set(reductions)) > 1:
             raise ValueError(
                 "The loss_reduction must be the same for different heads. "
@@ -130,16 +118,11 @@ class MultiHead(Head[Any]):
         return reductions[0]
 
     @property
-    def weight_column(self) -> None:  # type: ignore[override]
-        return None
-
-    @property
-    def loss_fn(self) -> None:  # type: ignore[override]
-        return None
-
-    @property
     def _names(self) -> list[str]:
-        return [head.name for head in self.heads]
+        return [str(head.name) for head in self.heads]
+
+    def _weight(self, i: int) -> float:
+        return 1.0 if self.head_weights is None else self.head_weights[i]
 
     # ---------------------------------------------------------------- splitting
     def _split_logits(self, logits: Any) -> dict[str, Any]:
@@ -162,7 +145,7 @@ class MultiHead(Head[Any]):
         if logits.ndim < 2:
             raise ValueError(
                 f"logits must have rank at least 2.  Received rank {logits.ndim}, shape "
-                f"{_checks.shape_str(logits.shape)}; expected [D0, ..., DN, {sum(dims)}]."
+                f"{shape_str(logits.shape)}; expected [D0, ..., DN, {sum(dims)}]."
             )
         if logits.shape[-1] != sum(dims):
             raise ValueError(
@@ -171,8 +154,8 @@ class MultiHead(Head[Any]):
                 f"should equal {sum(dims)} but is {logits.shape[-1]}."
             )
         out, start = {}, 0
-        for head, dim in zip(self.heads, dims, strict=True):
-            out[head.name] = logits[..., start : start + dim]
+        for name, dim in zip(self._names, dims, strict=True):
+            out[name] = logits[..., start : start + dim]
             start += dim
         return out
 
@@ -188,10 +171,19 @@ class MultiHead(Head[Any]):
         return labels
 
     # ---------------------------------------------------------------- loss
-    def _weighted(self, i: int, value: jax.Array) -> jax.Array:
-        if self.head_weights is None:
-            return value
-        return value * jnp.float32(self.head_weights[i])
+    def loss_terms(self, labels: Any, logits: Any, features: Features = None) -> LossTerms:
+        """Every head's :class:`~jaxheads.LossTerms`, side by side, weighted by ``head_weights``.
+
+        ``value()`` is ``Σ_i head_weight_i · loss_i``; the terms add up over
+        micro-batches and shards like a single head's.
+        """
+        logits = self._split_logits(logits)
+        labels = self._check_labels(labels)
+        terms = [
+            head.loss_terms(labels[name], logits[name], features)
+            for name, head in zip(self._names, self.heads, strict=True)
+        ]
+        return LossTerms.concatenate(terms, self.head_weights)
 
     def head_losses(
         self,
@@ -203,53 +195,14 @@ class MultiHead(Head[Any]):
         axis_name: Any = None,
     ) -> dict[str, jax.Array]:
         """Each head's reduced training loss (before the head weight), keyed by head name."""
-        logits = self._split_logits(logits)
-        labels = self._check_labels(labels)
-        return {
-            head.name: head.loss(
-                labels[head.name], logits[head.name], features, mode, axis_name=axis_name
-            )
-            for head in self.heads
-        }
+        del mode
+        terms = self.loss_terms(labels, logits, features)
+        if axis_name is not None:
+            terms = terms.psum(axis_name)
+        per_head = terms.per_head()
+        return {name: per_head[i] for i, name in enumerate(self._names)}
 
-    def loss(
-        self,
-        labels: Mapping[str, Any],
-        logits: Any,
-        features: Features = None,
-        mode: str | None = None,
-        regularization_losses: Sequence[ArrayLike] | None = None,
-        *,
-        axis_name: Any = None,
-    ) -> jax.Array:
-        """``Σ_i head_weight_i · head_i.loss(…) + Σ regularization_losses`` (float32 scalar).
-
-        Args:
-          labels: dict keyed by head name.
-          logits: dict keyed by head name, or an array ``[D0, …, DN, logits_dimension]``.
-          features: dict of arrays shared by the heads, or ``None``.
-          mode: accepted for TF compatibility.
-          regularization_losses: list of scalars, added once to the merged loss.
-          axis_name: see :meth:`Head.loss`; passed to every head.
-        """
-        per_head = self.head_losses(labels, logits, features, mode, axis_name=axis_name)
-        total = sum(
-            (self._weighted(i, per_head[head.name]) for i, head in enumerate(self.heads)),
-            start=jnp.zeros((), jnp.float32),
-        )
-        regularization = sum_regularization_losses(regularization_losses)
-        return total if regularization is None else total + regularization
-
-    def loss_terms(self, labels: Any, logits: Any, features: Features = None) -> LossTerms:
-        """Every head's :class:`~jaxheads.LossTerms`, side by side, weighted by ``head_weights``."""
-        logits = self._split_logits(logits)
-        labels = self._check_labels(labels)
-        terms = [
-            head.loss_terms(labels[head.name], logits[head.name], features) for head in self.heads
-        ]
-        return LossTerms.concatenate(terms, self.head_weights)
-
-    def unreduced_loss(  # type: ignore[override]
+    def unreduced_loss(
         self, labels: Mapping[str, Any], logits: Any, features: Features = None
     ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
         """Per-head unweighted losses and weights, as contrib ``multi_head``'s ``create_loss``.
@@ -264,15 +217,16 @@ class MultiHead(Head[Any]):
         labels = self._check_labels(labels)
         losses: dict[str, jax.Array] = {}
         weights: dict[str, jax.Array] = {}
-        for i, head in enumerate(self.heads):
-            loss, weight = head.unreduced_loss(labels[head.name], logits[head.name], features)
-            losses[head.name] = self._weighted(i, loss)
-            weights[head.name] = self._weighted(i, weight)
+        for i, (name, head) in enumerate(zip(self._names, self.heads, strict=True)):
+            loss, weight = head.unreduced_loss(labels[name], logits[name], features)
+            scale = self._weight(i)
+            losses[name] = loss if self.head_weights is None else loss * jnp.float32(scale)
+            weights[name] = weight if self.head_weights is None else weight * jnp.float32(scale)
         return losses, weights
 
     # ---------------------------------------------------------------- predictions
-    def predictions(  # type: ignore[override]
-        self, logits: Any, keys: Sequence[tuple[str, str]] | None = None
+    def predictions(
+        self, logits: Any, keys: Sequence[Any] | None = None
     ) -> dict[tuple[str, str], jax.Array]:
         """Every head's predictions, keyed by ``(head_name, key)``.
 
@@ -280,9 +234,9 @@ class MultiHead(Head[Any]):
         """
         logits = self._split_logits(logits)
         predictions = {
-            (head.name, key): value
-            for head in self.heads
-            for key, value in head.predictions(logits[head.name]).items()
+            (name, key): value
+            for name, head in zip(self._names, self.heads, strict=True)
+            for key, value in head.predictions(logits[name]).items()
         }
         if keys is None:
             return predictions
@@ -290,8 +244,7 @@ class MultiHead(Head[Any]):
             if key not in predictions:
                 raise ValueError(
                     "Prediction key must be one of the (head_name, key) tuples "
-                    f"{sorted(predictions)}, "
-                    f"given: {key!r}."
+                    f"{sorted(predictions)}, given: {key!r}."
                 )
         return {key: predictions[key] for key in keys}
 
@@ -302,34 +255,22 @@ class MultiHead(Head[Any]):
         merges every head's predictions under ``'<head>/<key>'``.
         """
         logits = self._split_logits(logits)
-        per_head = [head.export_outputs(logits[head.name]) for head in self.heads]
-        first, first_name = per_head[0], self.heads[0].name
-        if len(first) == 1:
-            default = next(iter(first.values()))
-        elif _DEFAULT_SERVING_KEY in first:
-            default = first[_DEFAULT_SERVING_KEY]
-        else:
-            raise ValueError(
-                f"{first_name} did not specify default export_outputs. Given: {sorted(first)} "
-                f"Suggested fix: include key {_DEFAULT_SERVING_KEY} in export_outputs."
-            )
-        outputs: dict[str, dict[str, jax.Array]] = {_DEFAULT_SERVING_KEY: default}
-        merged_predict: dict[str, jax.Array] = {}
-        for head, head_outputs in zip(self.heads, per_head, strict=True):
-            for key, value in head_outputs.items():
-                name = head.name if key == _DEFAULT_SERVING_KEY else f"{head.name}/{key}"
-                outputs[name] = value
-                if key == _PREDICT_SERVING_KEY:
-                    for pred_key, pred in value.items():
-                        merged_predict[f"{head.name}/{pred_key}"] = pred
-        outputs[_PREDICT_SERVING_KEY] = merged_predict
-        return outputs
+        per_head = [
+            head.export_outputs(logits[name])
+            for name, head in zip(self._names, self.heads, strict=True)
+        ]
+        return merge_export_outputs(self._names, per_head)
 
+    # ---------------------------------------------------------------- labels (host side)
     def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
-        """Each head's vocabularies under ``'<head>/<key>'`` (the ``predict`` output keys)."""
+        """Each head's vocabularies under ``'<head>/<key>'`` (the ``predict`` output keys).
+
+        In the per-head signatures (``'<head>'``, ``'<head>/<k>'``) an output
+        ``class_ids`` has the vocabulary of ``'<head>/class_ids'``.
+        """
         return {
-            f"{head.name}/{key}": classes
-            for head in self.heads
+            f"{name}/{key}": classes
+            for name, head in zip(self._names, self.heads, strict=True)
             for key, classes in head.class_vocabularies().items()
         }
 
@@ -337,72 +278,66 @@ class MultiHead(Head[Any]):
         """Host side: each head's :meth:`encode_labels` on its labels (other keys pass through)."""
         labels = self._check_labels(labels)
         out = dict(labels)
-        for head in self.heads:
-            out[head.name] = head.encode_labels(labels[head.name], features)
+        for name, head in zip(self._names, self.heads, strict=True):
+            out[name] = head.encode_labels(labels[name], features)
         return out
 
-    def _head(self, head_name: str) -> Head:
-        for head in self.heads:
-            if head.name == head_name:
-                return head
-        raise KeyError(f"No head named {head_name!r}; heads: {self._names}.")
-
     # ---------------------------------------------------------------- metrics
-    def _loss_key(self, head: Head) -> str:
-        return f"loss/{head.name}"
+    def _metrics_config(self) -> MultiHeadMetricsConfig:
+        return MultiHeadMetricsConfig(head_names=tuple(self._names))
 
-    def init_metrics(self, regularization_losses: Any = None) -> dict[str, Any]:
-        """A fresh metric state: ``{"heads": {name: head state}, "loss": {name: Mean}, …}``.
+    def init_metrics(self, regularization_losses: Any = None) -> MultiHeadMetrics:
+        """A fresh :class:`MultiHeadMetrics`: every head's state and a ``loss/<head>`` mean.
 
         Every head's state is created here, once, so it streams across
         updates (the TF 2 eager bug is not reproduced). Pass
         ``regularization_losses`` (the list, or ``True``) to track
         ``regularization_loss/<name>``.
         """
-        state: dict[str, Any] = {
-            "heads": {head.name: head.init_metrics() for head in self.heads},
-            "loss": {head.name: metrics.Mean.empty() for head in self.heads},
-        }
-        if wants_regularization_metric(regularization_losses):
-            state["regularization_loss"] = metrics.Mean.empty()
-        return state
+        return MultiHeadMetrics(
+            regularization_loss=init_regularization(regularization_losses),
+            config=self._metrics_config(),
+            heads={n: head.init_metrics() for n, head in zip(self._names, self.heads, strict=True)},
+            losses={name: metrics.Mean.empty() for name in self._names},
+        )
 
     def update_metrics(
         self,
-        state: dict[str, Any],
+        state: MultiHeadMetrics,
         features: Features,
         logits: Any,
-        labels: Mapping[str, Any],
+        labels: Any,
         regularization_losses: Sequence[ArrayLike] | None = None,
-    ) -> dict[str, Any]:
+    ) -> MultiHeadMetrics:
         """Folds one batch into every head's state and the ``loss/<head>`` means; pure."""
+        check_state(state, MultiHeadMetrics, self._metrics_config(), "MultiHead")
         logits = self._split_logits(logits)
         labels = self._check_labels(labels)
-        heads_state = dict(state["heads"])
-        loss_state = dict(state["loss"])
-        for head in self.heads:
-            head_logits, head_labels = logits[head.name], labels[head.name]
-            loss_state[head.name] = state["loss"][head.name].update(
-                head.loss(head_labels, head_logits, features)
+        heads_state = dict(state.heads)
+        losses = dict(state.losses)
+        for name, head in zip(self._names, self.heads, strict=True):
+            head_loss = head.loss_terms(labels[name], logits[name], features).value()
+            losses[name] = state.losses[name].update(head_loss)
+            heads_state[name] = head.update_metrics(
+                state.heads[name], features, logits[name], labels[name]
             )
-            heads_state[head.name] = head.update_metrics(
-                state["heads"][head.name], features, head_logits, head_labels
-            )
-        new = dict(state)
-        new["heads"] = heads_state
-        new["loss"] = loss_state
-        update_regularization_metric(state, new, regularization_losses)
-        return new
+        return state.replace(
+            heads=heads_state,
+            losses=losses,
+            regularization_loss=update_regularization(
+                state.regularization_loss, regularization_losses
+            ),
+        )
 
-    def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
+    def compute_metrics(self, state: MultiHeadMetrics) -> dict[str, jax.Array]:
         """``loss/<head>``, every head's metrics, and ``regularization_loss/<name>`` if tracked."""
-        out: dict[str, jax.Array] = {}
-        for head in self.heads:
-            out[self._loss_key(head)] = state["loss"][head.name].compute()
-        for head in self.heads:
-            out.update(head.compute_metrics(state["heads"][head.name]))
-        if "regularization_loss" in state:
-            out[f"regularization_loss/{self.name}"] = state["regularization_loss"].compute()
+        check_state(state, MultiHeadMetrics, self._metrics_config(), "MultiHead")
+        out = {summary_key(MetricKeys.LOSS, n): state.losses[n].compute() for n in self._names}
+        for name, head in zip(self._names, self.heads, strict=True):
+            out.update(head.compute_metrics(state.heads[name]))
+        if state.regularization_loss is not None:
+            key = summary_key(MetricKeys.LOSS_REGULARIZATION, self.name)
+            out[key] = state.regularization_loss.compute()
         return out
 
     # ---------------------------------------------------------------- spec
@@ -427,7 +362,9 @@ class MultiHead(Head[Any]):
         return super().create_spec(mode, logits, labels, features, regularization_losses)
 
 
-def multi_head(heads: Sequence[Head], head_weights: Sequence[float] | None = None) -> MultiHead:
+def multi_head(
+    heads: Sequence[LossHead[Any]], head_weights: Sequence[float] | None = None
+) -> MultiHead:
     """TF1's ``tf.contrib.estimator.multi_head``; see :class:`MultiHead`.
 
     Examples:

@@ -1,14 +1,14 @@
 """``MultiLabelHead``: sigmoid cross-entropy averaged over classes, zero or more labels per example.
 
-Labels come in three forms:
+Labels come in three forms (see :mod:`jaxheads.labels`):
 
 * a multi-hot array ``[D0, …, DN, n_classes]`` (ints, bools or soft floats in
   [0, 1]) — what the loss sees;
-* :class:`SparseLabels`: padded class-id lists ``[D0, …, DN, max_labels]``
+* :class:`~jaxheads.SparseLabels`: padded class-id lists ``[D0, …, DN, max_labels]``
   with ``-1`` as padding, the JAX stand-in for TF's ``SparseTensor`` labels
   (jittable; turned into multi-hot inside the head);
 * on the host only, with a ``label_vocabulary``: (ragged) nested lists of
-  class names, or a :class:`SparseLabels` of names (``""`` pads).
+  class names, or a :class:`~jaxheads.SparseLabels` of names (``""`` pads).
 """
 
 from __future__ import annotations
@@ -22,135 +22,31 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxheads import _checks, losses, metrics
-from jaxheads.heads import _labels
+from jaxheads import _checks, _compat, losses, metrics
+from jaxheads import labels as lb
+from jaxheads.heads._metric_state import (
+    MultiLabelHeadMetrics,
+    MultiLabelMetricsConfig,
+    init_regularization,
+)
 from jaxheads.heads._single import (
     LOSS_FN_ARGS,
+    Batch,
     SingleHead,
     classification_outputs,
-    update_regularization_metric,
-    wants_regularization_metric,
+    select_predictions,
 )
 from jaxheads.heads.base import Features
+from jaxheads.keys import MetricKeys, PredictionKeys, SignatureKeys, class_key, threshold_key
+from jaxheads.labels import SparseLabels
 from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import LabelVocabulary, default_class_names, is_string_array
 
 __all__ = ["MultiLabelHead", "SparseLabels", "multi_label_head"]
 
-_COMPAT = ("v1", "v2")
-# TF1's epsilon in precision/recall at thresholds (`tf.compat.v1.metrics.precision_at_thresholds`).
-_V1_THRESHOLD_EPSILON = 1e-7
-# Padding of SparseLabels: -1 for ids, "" for class names (host only).
-PAD_ID = -1
-PAD_NAME = ""
-
 
 @dataclasses.dataclass(frozen=True)
-class SparseLabels:
-    """Label sets as padded class-id lists: the JAX stand-in for TF's ``SparseTensor`` labels.
-
-    ``ids`` has shape ``[D0, …, DN, max_labels]``: row ``[d0, …, dN, :]``
-    lists the classes of one example, padded with ``-1`` (order and
-    duplicates do not matter). It is a pytree, so it passes through ``jit``
-    and ``vmap``; :class:`MultiLabelHead` turns it into a multi-hot
-    ``[D0, …, DN, n_classes]`` array. On the host, ``ids`` may instead hold
-    class names (a NumPy ``str`` array, ``""`` as padding) for a head with a
-    ``label_vocabulary``.
-
-    Build one from ragged lists with :meth:`from_lists`.
-
-    Attributes:
-      ids: int array ``[D0, …, DN, max_labels]``, values in ``[0, n_classes)``
-        or ``-1`` (padding); or, host only, class names.
-
-    Examples:
-      >>> SparseLabels.from_lists([[0], [0, 1], []]).ids.tolist()
-      [[0, -1], [0, 1], [-1, -1]]
-    """
-
-    ids: Any
-
-    @classmethod
-    def from_lists(cls, lists: Any, max_labels: int | None = None) -> SparseLabels:
-        """Host side: (nested) ragged lists of class ids or names → padded :class:`SparseLabels`.
-
-        The innermost lists are the label sets (possibly empty); the nesting
-        above them is the batch shape ``[D0, …, DN]``. Ids are padded with
-        ``-1`` (int32), names with ``""``.
-
-        Args:
-          lists: e.g. ``[[0, 2], [1], []]`` or ``[["cat"], ["cat", "dog"]]``.
-          max_labels: pad to this many labels (default: the longest set).
-
-        Raises:
-          ValueError: on ragged batch dimensions, or a set longer than ``max_labels``.
-        """
-        return cls(_pad_label_sets(lists, max_labels))
-
-
-jax.tree_util.register_dataclass(SparseLabels, data_fields=["ids"], meta_fields=[])
-
-
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, (str, bytes, int, np.integer, np.str_, np.bytes_)) or (
-        isinstance(value, np.ndarray) and value.ndim == 0
-    )
-
-
-def _label_sets(x: Any) -> tuple[tuple[int, ...], list[list[Any]]]:
-    """(batch shape, flat list of label sets) of nested ragged lists."""
-    if isinstance(x, (np.ndarray, jax.Array)):
-        x = np.asarray(x).tolist()
-    if not isinstance(x, (list, tuple)):
-        raise ValueError(
-            f"label sets must be (nested) lists of class ids or names, got {type(x).__name__}."
-        )
-    if all(_is_scalar(v) for v in x):
-        return (), [list(x)]
-    shape: tuple[int, ...] | None = None
-    flat: list[list[Any]] = []
-    for v in x:
-        s, f = _label_sets(v)
-        if shape is not None and s != shape:
-            raise ValueError(
-                "label sets are ragged above the innermost level: batch shapes "
-                f"{_checks.shape_str(shape)} and {_checks.shape_str(s)}; only the innermost "
-                "lists (the label sets) may differ in length."
-            )
-        shape = s
-        flat.extend(f)
-    return (len(x),) + (shape or ()), flat
-
-
-def _pad_label_sets(lists: Any, max_labels: int | None = None) -> np.ndarray:
-    batch_shape, sets = _label_sets(lists)
-    longest = max((len(s) for s in sets), default=0)
-    width = longest if max_labels is None else max_labels
-    if longest > width:
-        raise ValueError(f"a label set has {longest} labels, more than max_labels={max_labels}.")
-    is_str = any(isinstance(v, (str, bytes, np.str_, np.bytes_)) for s in sets for v in s)
-    if is_str:
-        out = np.full((len(sets), width), PAD_NAME, dtype=object)
-        for i, s in enumerate(sets):
-            out[i, : len(s)] = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in s]
-        out = out.astype(str)
-    else:
-        out = np.full((len(sets), width), PAD_ID, dtype=np.int32)
-        for i, s in enumerate(sets):
-            out[i, : len(s)] = s
-    return out.reshape(batch_shape + (width,))
-
-
-def _ids_to_multi_hot(ids: Any, n_classes: int) -> jax.Array:
-    """Padded ids ``[…, m]`` → float32 multi-hot ``[…, n_classes]`` (jittable)."""
-    ids = jnp.asarray(ids)
-    classes = jnp.arange(n_classes, dtype=ids.dtype).reshape((1,) * ids.ndim + (n_classes,))
-    hits = jnp.expand_dims(ids, -1) == classes  # [..., m, n]
-    return jnp.any(hits, axis=-2).astype(jnp.float32)
-
-
-@dataclasses.dataclass(frozen=True)
-class MultiLabelHead(SingleHead):
+class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
     """Multi-label classification with sigmoid cross-entropy (TF's ``MultiLabelHead``).
 
     The loss of an example is the sigmoid cross-entropy averaged over the
@@ -224,6 +120,8 @@ class MultiLabelHead(SingleHead):
     compat: str = "v2"
     num_thresholds: int = 200
 
+    _state_class = MultiLabelHeadMetrics
+
     def __post_init__(self) -> None:
         n = self.n_classes
         if n is None or isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
@@ -232,11 +130,7 @@ class MultiLabelHead(SingleHead):
                 + ("" if n is None or isinstance(n, (int, np.integer)) else " (expected an int)")
             )
         object.__setattr__(self, "n_classes", int(n))
-        thresholds = tuple(float(t) for t in self.thresholds) if self.thresholds else ()
-        for t in thresholds:
-            if t <= 0.0 or t >= 1.0:
-                raise ValueError(f"thresholds must be in (0, 1) range. Given: {t}")
-        object.__setattr__(self, "thresholds", thresholds)
+        object.__setattr__(self, "thresholds", _checks.check_thresholds(self.thresholds))
         vocabulary = LabelVocabulary.from_argument(
             self.label_vocabulary, message="label_vocabulary must be a list or tuple"
         )
@@ -256,10 +150,8 @@ class MultiLabelHead(SingleHead):
             "classes_for_class_based_metrics",
             self._class_ids_for_metrics(self.classes_for_class_based_metrics),
         )
-        if self.compat not in _COMPAT:
-            raise ValueError(f"compat must be one of {_COMPAT}, got {self.compat!r}.")
-        if not isinstance(self.num_thresholds, int) or self.num_thresholds < 2:
-            raise ValueError(f"num_thresholds must be an int > 1, got {self.num_thresholds!r}.")
+        _compat.check_compat(self.compat)
+        _checks.check_num_thresholds(self.num_thresholds)
 
     def _class_ids_for_metrics(self, classes: Any) -> tuple[int, ...]:
         if not classes:
@@ -295,56 +187,28 @@ class MultiLabelHead(SingleHead):
 
     @property
     def _vocabulary(self) -> LabelVocabulary | None:
-        return None if self.label_vocabulary is None else LabelVocabulary(self.label_vocabulary)
+        if self.label_vocabulary is None:
+            return None
+        return LabelVocabulary(tuple(self.label_vocabulary))
 
     # ---------------------------------------------------------------- labels
-    def _string_ids(self, names: Any) -> np.ndarray:
-        """Host: padded class names (``""`` pads) → padded int32 ids (``-1`` pads)."""
-        vocabulary = self._vocabulary
-        if vocabulary is None:
-            raise ValueError(
-                "Labels dtype should be integer. Instead got string labels: class names need "
-                "a label_vocabulary (or pass multi-hot arrays / SparseLabels of ids)."
-            )
-        names = np.asarray(names, dtype=object)
-        pad = names == PAD_NAME
-        ids = vocabulary.encode(np.where(pad, vocabulary.classes[0], names))
-        return np.where(pad, PAD_ID, ids).astype(np.int32)
-
     def _sparse_to_multi_hot(self, ids: Any) -> jax.Array:
         if is_string_array(ids):
-            ids = self._string_ids(ids)
+            ids = lb.names_to_ids(ids, self._vocabulary)
         ids = jnp.asarray(ids)
-        if not jnp.issubdtype(ids.dtype, jnp.integer):
-            raise ValueError(
-                f"Labels dtype should be integer. Instead got {ids.dtype}. (SparseLabels hold "
-                "class ids padded with -1.)"
-            )
-        n = self.n_classes
-        _checks.check_values(
-            ids,
-            lambda x: ((x >= 0) & (x < n)) | (x == PAD_ID),
-            lambda bad: (
-                f"labels must be an integer SparseTensor with values in [0, {n}): got "
-                f"{_labels._preview(bad)} (SparseLabels ids must be in [0, {n}), or -1 for "
-                "padding)."
-            ),
-        )
-        return _ids_to_multi_hot(ids, n)
+        lb.check_sparse_ids(ids, self.n_classes)
+        return lb.ids_to_multi_hot(ids, self.n_classes)
 
     def _multi_hot(self, labels: Any) -> jax.Array:
         """Any accepted label form → multi-hot (not yet shape-checked against the logits)."""
-        if labels is None:
-            _checks.dense_labels(
-                None, (), self.n_classes
-            )  # TF's "You must provide a labels Tensor".
+        labels = lb.require(labels)
         if isinstance(labels, SparseLabels):
             return self._sparse_to_multi_hot(labels.ids)
         if is_string_array(labels):
-            return self._sparse_to_multi_hot(self._string_ids(_pad_label_sets(labels)))
+            return self._sparse_to_multi_hot(lb.pad_label_sets(labels))
         labels = jnp.asarray(labels)
-        _labels.check_numeric(labels)
-        _labels.check_range(
+        lb.check_numeric(labels)
+        lb.check_range(
             labels, 2, message="labels must be an integer indicator Tensor with values in [0, 1]"
         )
         return labels.astype(jnp.float32)
@@ -355,11 +219,11 @@ class MultiLabelHead(SingleHead):
         Class names go through ``label_vocabulary`` (an unknown name is a
         ``ValueError``); values are range-checked.
         """
+        del features
         return np.asarray(self._multi_hot(labels), np.float32)
 
     def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:
-        multi_hot = self._multi_hot(labels)
-        return _checks.dense_labels(multi_hot, logits.shape, self.n_classes)
+        return lb.dense_labels(self._multi_hot(labels), logits.shape, self.n_classes)
 
     def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
         return jnp.mean(losses.sigmoid_cross_entropy(labels, logits), axis=-1, keepdims=True)
@@ -376,132 +240,128 @@ class MultiLabelHead(SingleHead):
         """
         logits = self._float_logits(logits)
         predictions = {
-            "logits": logits,
-            "probabilities": jax.nn.sigmoid(logits),
-            "all_class_ids": jnp.broadcast_to(
+            PredictionKeys.LOGITS: logits,
+            PredictionKeys.PROBABILITIES: jax.nn.sigmoid(logits),
+            PredictionKeys.ALL_CLASS_IDS: jnp.broadcast_to(
                 jnp.arange(self.n_classes, dtype=jnp.int32), logits.shape
             ),
         }
-        if keys is not None:
-            for key in [keys] if isinstance(keys, str) else keys:
-                if key in ("classes", "all_classes"):
-                    raise ValueError(
-                        f"Prediction key {key!r} holds strings, which JAX arrays cannot: call "
-                        "head.class_names(predictions['all_class_ids']) on the host instead."
-                    )
-        return self._select_predictions(predictions, keys)
+        return select_predictions(predictions, keys, PredictionKeys.ALL_CLASS_IDS)
 
     def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
         """``all_class_ids`` (and the classification signature's ``class_ids``) → the vocabulary."""
         classes = (self._vocabulary or default_class_names(self.n_classes)).classes
-        return {"all_class_ids": classes, "class_ids": classes}
+        return {PredictionKeys.ALL_CLASS_IDS: classes, PredictionKeys.CLASS_IDS: classes}
 
     def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
         """``serving_default``/``classification`` (scores, class ids) and ``predict``."""
         predictions = self.predictions(logits)
         classification = classification_outputs(predictions)
         return {
-            "serving_default": classification,
-            "classification": classification,
-            "predict": predictions,
+            SignatureKeys.SERVING_DEFAULT: classification,
+            SignatureKeys.CLASSIFICATION: classification,
+            SignatureKeys.PREDICT: predictions,
         }
 
     # ---------------------------------------------------------------- metrics
-    def _class_key(self, class_id: int) -> str:
-        return (
-            f"class{class_id}" if self.label_vocabulary is None else self.label_vocabulary[class_id]
+    def _metrics_config(self) -> MultiLabelMetricsConfig:
+        return MultiLabelMetricsConfig(
+            n_classes=self.n_classes,
+            thresholds=tuple(self.thresholds or ()),
+            num_thresholds=self.num_thresholds,
+            compat=self.compat,
+            classes=tuple(int(c) for c in self.classes_for_class_based_metrics or ()),
         )
 
-    def init_metrics(self, regularization_losses: Any = None) -> dict[str, Any]:
-        """A fresh metric state (a dict of additive metric states; a pytree).
+    def init_metrics(self, regularization_losses: Any = None) -> MultiLabelHeadMetrics:
+        """A fresh :class:`MultiLabelHeadMetrics`.
 
         Pass ``regularization_losses`` (the list, or ``True``) to track the
         ``regularization_loss`` metric, as TF's ``metrics(regularization_losses)``.
         """
-        state: dict[str, Any] = {
-            "average_loss": metrics.Mean.empty(),
-            "curve": metrics.ConfusionCurve.empty(num_thresholds=self.num_thresholds),
-        }
-        if self.thresholds:
-            state["thresholds"] = metrics.ConfusionAtThresholds.empty(thresholds=self.thresholds)
-            if self.compat == "v1":
-                state["thresholds_inclusive"] = metrics.ConfusionAtThresholds.empty(
-                    thresholds=self.thresholds, inclusive=True
+        config = self._metrics_config()
+        at = inclusive = None
+        if config.thresholds:
+            at = metrics.ConfusionAtThresholds.empty(thresholds=config.thresholds)
+            if config.compat == "v1":
+                inclusive = metrics.ConfusionAtThresholds.empty(
+                    thresholds=config.thresholds, inclusive=True
                 )
-        for class_id in self.classes_for_class_based_metrics:
-            state[f"probability_mean/{class_id}"] = metrics.Mean.empty()
-            state[f"curve/{class_id}"] = metrics.ConfusionCurve.empty(
-                num_thresholds=self.num_thresholds
-            )
-        if wants_regularization_metric(regularization_losses):
-            state["regularization_loss"] = metrics.Mean.empty()
-        return state
+        return MultiLabelHeadMetrics(
+            regularization_loss=init_regularization(regularization_losses),
+            config=config,
+            loss=metrics.Mean.empty(),
+            curve=metrics.ConfusionCurve.empty(num_thresholds=config.num_thresholds),
+            at_thresholds=at,
+            at_thresholds_inclusive=inclusive,
+            class_probability=tuple(metrics.Mean.empty() for _ in config.classes),
+            class_curves=tuple(
+                metrics.ConfusionCurve.empty(num_thresholds=config.num_thresholds)
+                for _ in config.classes
+            ),
+        )
 
-    def update_metrics(
-        self,
-        state: dict[str, Any],
-        features: Features,
-        logits: ArrayLike,
-        labels: Any,
-        regularization_losses: Sequence[ArrayLike] | None = None,
-    ) -> dict[str, Any]:
-        """Folds one batch into ``state``; pure and jittable (class names: host only)."""
-        logits, labels, loss, weights = self._loss_parts(labels, logits, features)
-        probabilities = jax.nn.sigmoid(logits)
-        new = dict(state)
-        new["average_loss"] = state["average_loss"].update(loss, weights)
-        new["curve"] = state["curve"].update(labels, probabilities, weights)
-        for key in ("thresholds", "thresholds_inclusive"):
-            if key in state:
-                new[key] = state[key].update(labels, probabilities, weights)
-        for class_id in self.classes_for_class_based_metrics:
-            column = slice(class_id, class_id + 1)
-            class_probabilities = probabilities[..., column]
-            new[f"probability_mean/{class_id}"] = state[f"probability_mean/{class_id}"].update(
-                class_probabilities, weights
-            )
-            new[f"curve/{class_id}"] = state[f"curve/{class_id}"].update(
-                labels[..., column], class_probabilities, weights
-            )
-        update_regularization_metric(state, new, regularization_losses)
-        return new
+    def _update_state(self, state: MultiLabelHeadMetrics, batch: Batch) -> MultiLabelHeadMetrics:
+        probabilities = jax.nn.sigmoid(batch.logits)
+        labels, weights = batch.labels, batch.weights
 
-    def curve(self, state: dict[str, Any]) -> metrics.ConfusionCurve:
+        def at(confusion: metrics.ConfusionAtThresholds | None) -> Any:
+            return None if confusion is None else confusion.update(labels, probabilities, weights)
+
+        columns = [slice(c, c + 1) for c in state.config.classes]
+        return state.replace(
+            loss=state.loss.update(batch.loss, weights),
+            curve=state.curve.update(labels, probabilities, weights),
+            at_thresholds=at(state.at_thresholds),
+            at_thresholds_inclusive=at(state.at_thresholds_inclusive),
+            class_probability=tuple(
+                mean.update(probabilities[..., col], weights)
+                for mean, col in zip(state.class_probability, columns, strict=True)
+            ),
+            class_curves=tuple(
+                curve.update(labels[..., col], probabilities[..., col], weights)
+                for curve, col in zip(state.class_curves, columns, strict=True)
+            ),
+        )
+
+    def curve(self, state: MultiLabelHeadMetrics) -> metrics.ConfusionCurve:
         """The ROC / PR :class:`~jaxheads.metrics.ConfusionCurve` over all (example, class) pairs.
 
         ``head.curve(state).roc_curve()`` / ``.pr_curve()`` give the curve points.
         """
-        return state["curve"]
+        self._check_state(state)
+        return state.curve
 
-    def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
-        """Metric values with TF's keys (``/name`` appended when the head has a name)."""
-        v1 = self.compat == "v1"
-        summation = "trapezoidal" if v1 else "interpolation"
-        curve = state["curve"]
+    def _class_name(self, class_id: int) -> str:
+        if self.label_vocabulary is None:
+            return f"class{class_id}"
+        return str(self.label_vocabulary[class_id])
+
+    def _metric_values(self, state: MultiLabelHeadMetrics) -> dict[str, jax.Array]:
+        summation = _compat.summation_method(self.compat)
         out = {
-            "average_loss": state["average_loss"].compute(),
-            "auc": curve.roc_auc(summation_method=summation),
-            "auc_precision_recall": curve.pr_auc(summation_method=summation),
+            MetricKeys.LOSS_MEAN: state.loss.compute(),
+            MetricKeys.AUC: state.curve.roc_auc(summation_method=summation),
+            MetricKeys.AUC_PR: state.curve.pr_auc(summation_method=summation),
         }
-        if "regularization_loss" in state:
-            out["regularization_loss"] = state["regularization_loss"].compute()
-        if self.thresholds:
-            at = state["thresholds"]
-            epsilon = _V1_THRESHOLD_EPSILON if v1 else 0.0
-            accuracy = (state["thresholds_inclusive"] if v1 else at).accuracy()
-            precision = at.precision(epsilon=epsilon)
-            recall = at.recall(epsilon=epsilon)
-            for i, t in enumerate(self.thresholds):
-                out[f"accuracy/positive_threshold_{t:g}"] = accuracy[i]
-                out[f"precision/positive_threshold_{t:g}"] = precision[i]
-                out[f"recall/positive_threshold_{t:g}"] = recall[i]
-        for class_id in self.classes_for_class_based_metrics:
-            name = self._class_key(class_id)
-            class_curve = state[f"curve/{class_id}"]
-            out[f"probability_mean/{name}"] = state[f"probability_mean/{class_id}"].compute()
-            out[f"auc/{name}"] = class_curve.roc_auc(summation_method=summation)
-            out[f"auc_precision_recall/{name}"] = class_curve.pr_auc(summation_method=summation)
-        return {self._metric_key(k): v for k, v in out.items()}
+        if state.at_thresholds is not None:
+            epsilon = _compat.threshold_epsilon(self.compat)
+            inclusive = state.at_thresholds_inclusive
+            accuracy = (state.at_thresholds if inclusive is None else inclusive).accuracy()
+            precision = state.at_thresholds.precision(epsilon=epsilon)
+            recall = state.at_thresholds.recall(epsilon=epsilon)
+            for i, t in enumerate(state.config.thresholds):
+                out[threshold_key(MetricKeys.ACCURACY, t)] = accuracy[i]
+                out[threshold_key(MetricKeys.PRECISION, t)] = precision[i]
+                out[threshold_key(MetricKeys.RECALL, t)] = recall[i]
+        for class_id, mean, curve in zip(
+            state.config.classes, state.class_probability, state.class_curves, strict=True
+        ):
+            name = self._class_name(class_id)
+            out[class_key(MetricKeys.PROBABILITY_MEAN, name)] = mean.compute()
+            out[class_key(MetricKeys.AUC, name)] = curve.roc_auc(summation_method=summation)
+            out[class_key(MetricKeys.AUC_PR, name)] = curve.pr_auc(summation_method=summation)
+        return out
 
 
 def multi_label_head(

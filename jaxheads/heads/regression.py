@@ -18,14 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxheads import _checks, losses, metrics
-from jaxheads.heads import _labels
-from jaxheads.heads._single import (
-    SingleHead,
-    update_regularization_metric,
-    wants_regularization_metric,
+from jaxheads import labels as lb
+from jaxheads import losses, metrics
+from jaxheads.heads._metric_state import (
+    RegressionHeadMetrics,
+    RegressionMetricsConfig,
+    init_regularization,
 )
+from jaxheads.heads._single import Batch, SingleHead, select_predictions
 from jaxheads.heads.base import Features
+from jaxheads.keys import ExportKeys, MetricKeys, PredictionKeys, SignatureKeys
 from jaxheads.reduction import Reduction
 
 __all__ = [
@@ -38,18 +40,24 @@ __all__ = [
 ]
 
 
-class _RegressionFamily(SingleHead):
+def _check_label_dimension(label_dimension: Any) -> None:
+    if not isinstance(label_dimension, int) or label_dimension < 1:
+        raise ValueError(f"Invalid label_dimension {label_dimension}: expected an int >= 1.")
+
+
+class _RegressionFamily(SingleHead[RegressionHeadMetrics]):
     """Shared behaviour; subclasses define ``label_dimension`` and the hooks below."""
 
     label_dimension: int
     _allow_per_logit_weights = True
+    _state_class = RegressionHeadMetrics
 
     @property
     def logits_dimension(self) -> int:
         return self.label_dimension
 
     @property
-    def _expected_loss_dim(self) -> int:
+    def _loss_dim(self) -> int:
         return self.label_dimension
 
     @abc.abstractmethod
@@ -59,12 +67,23 @@ class _RegressionFamily(SingleHead):
     def _check_label_values(self, labels: jax.Array) -> None:
         """Value checks on float32 labels (none by default)."""
 
+    def _checked(self, given: jax.Array) -> jax.Array:
+        lb.check_numeric(given)
+        as_float = given.astype(jnp.float32)
+        self._check_label_values(as_float)
+        return as_float
+
     def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:
-        labels = _checks.dense_labels(labels, logits.shape, self.label_dimension)
-        _labels.check_numeric(labels)
-        labels = labels.astype(jnp.float32)
-        self._check_label_values(labels)
-        return labels
+        return self._checked(lb.dense_labels(labels, logits.shape, self.label_dimension))
+
+    def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
+        """Host side: numeric labels as float32, value-checked, ready for ``jit``."""
+        del features
+        return np.asarray(self._checked(jnp.asarray(lb.require(labels))))
+
+    def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
+        """``{}``: regression heads predict no class ids."""
+        return {}
 
     def predictions(
         self, logits: ArrayLike, keys: Sequence[str] | None = None
@@ -73,62 +92,54 @@ class _RegressionFamily(SingleHead):
         logits = self._float_logits(logits)
         linked = self._inverse_link(logits)
         if linked is None:
-            predictions = {"predictions": logits}
+            predictions = {PredictionKeys.PREDICTIONS: logits}
         else:
-            predictions = {"predictions": jnp.asarray(linked, jnp.float32), "logits": logits}
-        return self._select_predictions(predictions, keys)
-
-    def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
-        """Host side: numeric labels as float32, value-checked, ready for ``jit``."""
-        encoded = jnp.asarray(labels)
-        _labels.check_numeric(encoded)
-        encoded = encoded.astype(jnp.float32)
-        self._check_label_values(encoded)
-        return np.asarray(encoded)
-
-    def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
-        """``{}``: regression heads predict no class ids."""
-        return {}
+            predictions = {
+                PredictionKeys.PREDICTIONS: jnp.asarray(linked, jnp.float32),
+                PredictionKeys.LOGITS: logits,
+            }
+        return select_predictions(predictions, keys, PredictionKeys.CLASS_IDS)
 
     def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
         """``serving_default``/``regression`` (``value``) and ``predict``."""
         predictions = self.predictions(logits)
-        regression = {"value": predictions["predictions"]}
-        return {"serving_default": regression, "regression": regression, "predict": predictions}
-
-    def init_metrics(self, regularization_losses: Any = None) -> dict[str, Any]:
-        """A fresh metric state; pass ``regularization_losses`` (or ``True``) to track them."""
-        state: dict[str, Any] = {
-            "average_loss": metrics.Mean.empty(),
-            "prediction/mean": metrics.Mean.empty(),
-            "label/mean": metrics.Mean.empty(),
+        regression = {ExportKeys.VALUE: predictions[PredictionKeys.PREDICTIONS]}
+        return {
+            SignatureKeys.SERVING_DEFAULT: regression,
+            SignatureKeys.REGRESSION: regression,
+            SignatureKeys.PREDICT: predictions,
         }
-        if wants_regularization_metric(regularization_losses):
-            state["regularization_loss"] = metrics.Mean.empty()
-        return state
 
-    def update_metrics(
-        self,
-        state: dict[str, Any],
-        features: Features,
-        logits: ArrayLike,
-        labels: Any,
-        regularization_losses: Sequence[ArrayLike] | None = None,
-    ) -> dict[str, Any]:
-        """Folds one batch into ``state``; pure and jittable."""
-        logits, labels, loss, weights = self._loss_parts(labels, logits, features)
-        linked = self._inverse_link(logits)
-        predictions = logits if linked is None else linked
-        new = dict(state)
-        new["average_loss"] = state["average_loss"].update(loss, weights)
-        new["prediction/mean"] = state["prediction/mean"].update(predictions, weights)
-        new["label/mean"] = state["label/mean"].update(labels, weights)
-        update_regularization_metric(state, new, regularization_losses)
-        return new
+    def _metrics_config(self) -> RegressionMetricsConfig:
+        return RegressionMetricsConfig(
+            head=type(self).__name__, label_dimension=self.label_dimension
+        )
 
-    def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
-        """``average_loss``, ``prediction/mean``, ``label/mean`` (+ ``regularization_loss``)."""
-        return {self._metric_key(k): s.compute() for k, s in state.items()}
+    def init_metrics(self, regularization_losses: Any = None) -> RegressionHeadMetrics:
+        """A fresh :class:`RegressionHeadMetrics` (pass ``regularization_losses`` or ``True`` to track them)."""
+        return RegressionHeadMetrics(
+            regularization_loss=init_regularization(regularization_losses),
+            config=self._metrics_config(),
+            loss=metrics.Mean.empty(),
+            prediction=metrics.Mean.empty(),
+            label=metrics.Mean.empty(),
+        )
+
+    def _update_state(self, state: RegressionHeadMetrics, batch: Batch) -> RegressionHeadMetrics:
+        linked = self._inverse_link(batch.logits)
+        predictions = batch.logits if linked is None else linked
+        return state.replace(
+            loss=state.loss.update(batch.loss, batch.weights),
+            prediction=state.prediction.update(predictions, batch.weights),
+            label=state.label.update(batch.labels, batch.weights),
+        )
+
+    def _metric_values(self, state: RegressionHeadMetrics) -> dict[str, jax.Array]:
+        return {
+            MetricKeys.LOSS_MEAN: state.loss.compute(),
+            MetricKeys.PREDICTION_MEAN: state.prediction.compute(),
+            MetricKeys.LABEL_MEAN: state.label.compute(),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,10 +168,7 @@ class RegressionHead(_RegressionFamily):
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.label_dimension, int) or self.label_dimension < 1:
-            raise ValueError(
-                f"Invalid label_dimension {self.label_dimension}: expected an int >= 1."
-            )
+        _check_label_dimension(self.label_dimension)
         self._validate_common()
 
     def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
@@ -187,20 +195,15 @@ class LogisticRegressionHead(_RegressionFamily):
     weight_column: Any = None
     loss_reduction: Reduction | str = Reduction.SUM_OVER_BATCH_SIZE
     name: str | None = None
+    # Not arguments: TF's LogisticRegressionHead has one label and no loss_fn.
+    label_dimension: int = dataclasses.field(default=1, init=False, repr=False)
+    loss_fn: None = dataclasses.field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._validate_common()
 
-    @property
-    def label_dimension(self) -> int:  # type: ignore[override]
-        return 1
-
-    @property
-    def loss_fn(self) -> None:  # type: ignore[override]
-        return None
-
     def _check_label_values(self, labels: jax.Array) -> None:
-        _labels.check_range(labels, 2, message="Labels must be in range [0, 1]")
+        lb.check_range(labels, 2, message="Labels must be in range [0, 1]")
 
     def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
         return losses.sigmoid_cross_entropy(labels, logits)
@@ -227,17 +230,12 @@ class PoissonRegressionHead(_RegressionFamily):
     loss_reduction: Reduction | str = Reduction.SUM_OVER_BATCH_SIZE
     compute_full_loss: bool = True
     name: str | None = None
+    # Not an argument: TF's PoissonRegressionHead has no loss_fn.
+    loss_fn: None = dataclasses.field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.label_dimension, int) or self.label_dimension < 1:
-            raise ValueError(
-                f"Invalid label_dimension {self.label_dimension}: expected an int >= 1."
-            )
+        _check_label_dimension(self.label_dimension)
         self._validate_common()
-
-    @property
-    def loss_fn(self) -> None:  # type: ignore[override]
-        return None
 
     def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
         return losses.log_poisson_loss(labels, logits, self.compute_full_loss)

@@ -4,9 +4,9 @@ TF's ``SequentialHeadWrapper`` flattens ``[B, T, …]`` to ``[N, …]`` with
 ``tf.boolean_mask`` (``N`` = number of valid steps) before calling the
 wrapped head, so padded steps vanish from the loss and the metrics. Dynamic
 shapes do not fit ``jit``, so here the shapes stay ``[B, T, …]``: the mask
-multiplies the weights (padded steps get weight 0, their logits and labels are
-replaced by harmless values so they cannot produce NaNs or range errors), and
-the loss reduction divides by what TF divides by (``SUM_OVER_BATCH_SIZE``:
+goes to the wrapped head's ``mask=`` argument (padded steps get weight 0, and
+their logits and labels are replaced by harmless values first, so they cannot
+produce NaNs or range errors), and the loss reduction divides by what TF divides by (``SUM_OVER_BATCH_SIZE``:
 ``N · k``, the number of *valid* loss elements, not ``B · T · k``).
 """
 
@@ -14,26 +14,27 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxheads import _checks
+from jaxheads import labels as lb
 from jaxheads._loss_terms import LossTerms
+from jaxheads._shapes import expand_trailing, shape_str
+from jaxheads.heads._metric_state import HeadMetrics
+from jaxheads.heads._single import LossHead, SingleHead
 from jaxheads.heads.base import Features, Head, HeadSpec
-from jaxheads.heads.multi_head import MultiHead
-from jaxheads.heads.multi_label import SparseLabels
+from jaxheads.keys import PredictionKeys
 from jaxheads.modes import ModeKeys
-from jaxheads.reduction import Reduction, weighted_loss_terms
+from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import is_string_array
 
 __all__ = ["SequentialHeadWrapper"]
 
-# Feature key under which the masked weights reach the wrapped head.
-_MASKED_WEIGHTS_KEY = "__jaxheads_sequence_weights__"
+SM = TypeVar("SM", bound=HeadMetrics)
 
 
 def _as_bool(mask: jax.Array) -> jax.Array:
@@ -45,8 +46,36 @@ def _as_bool(mask: jax.Array) -> jax.Array:
     return mask != jnp.zeros((), mask.dtype)
 
 
+def _check_feature_columns(feature_columns: Any) -> tuple[str, ...]:
+    columns = feature_columns or []
+    if isinstance(columns, str):
+        columns = [columns]
+    elif not isinstance(columns, (list, tuple)):
+        raise TypeError(
+            "`feature_columns` must be either a string or an iterable of strings got "
+            f"{type(feature_columns)} instead."
+        )
+    for column in columns:
+        if not isinstance(column, str):
+            raise TypeError(f"Column must a string. Given type: {type(column)}.")
+    return tuple(columns)
+
+
+def _mask_sparse(labels: lb.SparseLabels, mask: jax.Array) -> lb.SparseLabels:
+    """Padded steps of SparseLabels → no labels (``-1`` ids, ``""`` names)."""
+    ids = labels.ids
+    if is_string_array(ids):
+        names = np.asarray(ids, dtype=object)
+        keep = np.asarray(expand_trailing(mask, names.ndim))
+        return lb.SparseLabels(np.where(keep, names, lb.PAD_NAME).astype(str))
+    ids = jnp.asarray(ids)
+    return lb.SparseLabels(
+        jnp.where(expand_trailing(mask, ids.ndim), ids, jnp.full_like(ids, lb.PAD_ID))
+    )
+
+
 @dataclasses.dataclass(frozen=True)
-class SequentialHeadWrapper(Head[Any]):
+class SequentialHeadWrapper(LossHead[SM]):
     """Wraps a head for sequence models, masking padded steps (TF's ``SequentialHeadWrapper``).
 
     Shapes: logits ``[B, T, d]`` (or ``[B, T]`` when the head's
@@ -70,7 +99,9 @@ class SequentialHeadWrapper(Head[Any]):
     head's.
 
     Attributes:
-      static_head: the head to wrap (not a :class:`~jaxheads.MultiHead`, as TF).
+      static_head: the single head to wrap (not a :class:`~jaxheads.MultiHead`,
+        as TF). The wrapper hands it the mask of valid steps through the
+        template's ``mask=`` argument.
       sequence_length_mask: the feature key of the ``[B, T]`` mask.
       feature_columns: feature keys TF would flatten and pass to the wrapped
         head (typically its weight column). Kept for compatibility: features
@@ -87,12 +118,9 @@ class SequentialHeadWrapper(Head[Any]):
       10.0001
     """
 
-    static_head: Head
+    static_head: SingleHead[SM]
     sequence_length_mask: str = "sequence_length_mask"
     feature_columns: Any = None
-    _inner: Head | None = dataclasses.field(
-        default=None, init=False, repr=False, compare=False, hash=False
-    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.sequence_length_mask, str):
@@ -100,39 +128,23 @@ class SequentialHeadWrapper(Head[Any]):
                 "`sequence_mask` column must be a string. Given type: "
                 f"{type(self.sequence_length_mask)}."
             )
-        columns = self.feature_columns or []
-        if isinstance(columns, str):
-            columns = [columns]
-        elif not isinstance(columns, (list, tuple)):
-            raise TypeError(
-                "`feature_columns` must be either a string or an iterable of strings got "
-                f"{type(self.feature_columns)} instead."
-            )
-        for column in columns:
-            if not isinstance(column, str):
-                raise TypeError(f"Column must a string. Given type: {type(column)}.")
-        object.__setattr__(self, "feature_columns", tuple(columns))
-        if isinstance(self.static_head, MultiHead):
-            raise ValueError("`MultiHead` is not supported with `SequentialHeadWrapper`.")
+        object.__setattr__(self, "feature_columns", _check_feature_columns(self.feature_columns))
         if isinstance(self.static_head, SequentialHeadWrapper):
             raise ValueError("A SequentialHeadWrapper cannot wrap another SequentialHeadWrapper.")
-        if not isinstance(self.static_head, Head) or not dataclasses.is_dataclass(self.static_head):
+        if isinstance(self.static_head, Head) and not isinstance(self.static_head, SingleHead):
+            raise ValueError(
+                "`MultiHead` is not supported with `SequentialHeadWrapper`. (static_head must "
+                f"be a single head, got {type(self.static_head).__name__}.)"
+            )
+        if not isinstance(self.static_head, SingleHead):
             raise TypeError(
-                "static_head must be a jaxheads head (a dataclass with a weight_column), got "
+                "static_head must be a jaxheads single head, got "
                 f"{type(self.static_head).__name__}."
             )
-        if not any(f.name == "weight_column" for f in dataclasses.fields(self.static_head)):
-            raise TypeError(
-                f"{type(self.static_head).__name__} has no weight_column field: the sequence "
-                "mask reaches the wrapped head as its weights."
-            )
-        # The same head reading the masked weights from a private feature key.
-        inner = dataclasses.replace(self.static_head, weight_column=_MASKED_WEIGHTS_KEY)
-        object.__setattr__(self, "_inner", inner)
 
     # ---------------------------------------------------------------- properties
     @property
-    def name(self) -> str | None:  # type: ignore[override]
+    def name(self) -> str | None:
         """``'<static head name>_sequential'``, or ``None`` (TF's naming)."""
         return f"{self.static_head.name}_sequential" if self.static_head.name else None
 
@@ -146,16 +158,13 @@ class SequentialHeadWrapper(Head[Any]):
         return self.static_head.logits_dimension
 
     @property
-    def loss_reduction(self) -> Reduction:  # type: ignore[override]
-        return self.static_head.loss_reduction
+    def reduction(self) -> Reduction:
+        return self.static_head.reduction
 
     @property
-    def weight_column(self) -> Any:  # type: ignore[override]
-        return self.static_head.weight_column
-
-    @property
-    def loss_fn(self) -> Any:  # type: ignore[override]
-        return self.static_head.loss_fn
+    def loss_reduction(self) -> Reduction:
+        """The wrapped head's loss reduction."""
+        return self.static_head.reduction
 
     # ---------------------------------------------------------------- masking
     def _sequence_logits(self, logits: ArrayLike) -> jax.Array:
@@ -168,7 +177,7 @@ class SequentialHeadWrapper(Head[Any]):
             raise ValueError(
                 "SequentialHeadWrapper expects logits of shape [B, T, logits_dimension="
                 f"{self.logits_dimension}] (or [B, T] when logits_dimension is 1), got "
-                f"{_checks.shape_str(logits.shape)}."
+                f"{shape_str(logits.shape)}."
             )
         return logits
 
@@ -184,15 +193,14 @@ class SequentialHeadWrapper(Head[Any]):
         if mask.ndim != 2:
             raise ValueError(
                 f"Mask is expected to have two dimensions, got {mask.ndim} instead (shape "
-                f"{_checks.shape_str(mask.shape)}; expected [B, T])."
+                f"{shape_str(mask.shape)}; expected [B, T])."
             )
         if tuple(mask.shape) != tuple(logits.shape[:2]):
             raise ValueError(
                 "Tensor shape is incompatible with provided mask: logits shape "
-                f"{_checks.shape_str(logits.shape)}, mask shape {_checks.shape_str(mask.shape)}; "
+                f"{shape_str(logits.shape)}, mask shape {shape_str(mask.shape)}; "
                 "expected logits [B, T, d] for a [B, T] mask."
             )
-        mask = _as_bool(mask)
         for column in self.feature_columns:
             if column not in features:
                 raise ValueError(f"`{column}` column expected in features dictionary.")
@@ -200,102 +208,77 @@ class SequentialHeadWrapper(Head[Any]):
             if tuple(shape[:2]) != tuple(mask.shape):
                 raise ValueError(
                     "Tensor shape is incompatible with provided mask: feature "
-                    f"{column!r} has shape {_checks.shape_str(shape)}, mask shape "
-                    f"{_checks.shape_str(mask.shape)}."
+                    f"{column!r} has shape {shape_str(shape)}, mask shape "
+                    f"{shape_str(mask.shape)}."
                 )
-        return mask
-
-    @staticmethod
-    def _expand(mask: jax.Array, ndim: int) -> jax.Array:
-        return mask.reshape(mask.shape + (1,) * (ndim - mask.ndim))
+        return _as_bool(mask)
 
     def _mask_labels(self, labels: Any, mask: jax.Array) -> Any:
-        """Padded steps' labels → harmless values (0, or -1 padding for SparseLabels)."""
+        """Padded steps' labels → harmless values (0, a known class name, or no labels)."""
         if labels is None:
             return None
-        if isinstance(labels, SparseLabels):
-            ids = labels.ids
-            if is_string_array(ids):
-                names = np.asarray(ids, dtype=object)
-                keep = np.asarray(self._expand(mask, names.ndim))
-                return SparseLabels(np.where(keep, names, "").astype(str))
-            ids = jnp.asarray(ids)
-            return SparseLabels(
-                jnp.where(self._expand(mask, ids.ndim), ids, jnp.full_like(ids, -1))
-            )
+        if isinstance(labels, lb.SparseLabels):
+            return _mask_sparse(labels, mask)
         if is_string_array(labels):
-            vocabulary = getattr(self.static_head, "label_vocabulary", None)
-            if not vocabulary:
+            classes = self.static_head.class_vocabularies().get(PredictionKeys.ALL_CLASS_IDS)
+            if not classes:
                 return labels  # The wrapped head raises its own error for strings.
-            names = np.asarray(labels, dtype=object)
             if isinstance(mask, jax.core.Tracer):
                 raise ValueError(
                     "String labels are encoded on the host: call the head outside jit, or "
                     "encode them first with static_head.encode_labels."
                 )
-            keep = np.asarray(self._expand(mask, names.ndim))
-            return np.where(keep, names, vocabulary[0])
+            names = np.asarray(labels, dtype=object)
+            return np.where(np.asarray(expand_trailing(mask, names.ndim)), names, classes[0])
         labels = jnp.asarray(labels)
         if labels.ndim < 2:
             raise ValueError(
                 f"labels must have shape [B, T, ...] for a [B, T] sequence mask, got "
-                f"{_checks.shape_str(labels.shape)}."
+                f"{shape_str(labels.shape)}."
             )
-        return jnp.where(self._expand(mask, labels.ndim), labels, jnp.zeros_like(labels))
+        return jnp.where(expand_trailing(mask, labels.ndim), labels, jnp.zeros_like(labels))
 
     def _masked_inputs(
         self, labels: Any, logits: ArrayLike, features: Features
-    ) -> tuple[Any, jax.Array, dict[str, Any], jax.Array]:
-        """(labels, logits, features for the inner head, mask) with padded steps neutralised."""
+    ) -> tuple[Any, jax.Array, jax.Array]:
+        """(labels, logits, mask) with padded steps' labels and logits neutralised."""
         logits = self._sequence_logits(logits)
         mask = self._mask(features, logits)
-        logits = jnp.where(self._expand(mask, logits.ndim), logits, jnp.zeros_like(logits))
-        weights = self.static_head._weights(
-            features, _checks.float_logits(logits, self.logits_dimension)
-        )
-        # `where`, not a product: a NaN weight at a padded step must not leak.
-        weights = jnp.where(self._expand(mask, weights.ndim), weights, jnp.zeros_like(weights))
-        inner_features = dict(features or {})
-        inner_features[_MASKED_WEIGHTS_KEY] = weights
-        return self._mask_labels(labels, mask), logits, inner_features, mask
+        logits = jnp.where(expand_trailing(mask, logits.ndim), logits, jnp.zeros_like(logits))
+        return self._mask_labels(labels, mask), logits, mask
 
     # ---------------------------------------------------------------- loss
     def unreduced_loss(
-        self, labels: Any, logits: ArrayLike, features: Features = None
+        self, labels: Any, logits: Any, features: Features = None, *, mask: Any = None
     ) -> tuple[jax.Array, jax.Array]:
-        """``(loss [B, T, k], weights)``: the unweighted loss and the weights, 0 at padded steps."""
-        labels, logits, inner_features, _ = self._masked_inputs(labels, logits, features)
-        return self._inner.unreduced_loss(labels, logits, inner_features)
+        """``(loss [B, T, k], weights)``: the unweighted loss and the weights, 0 at padded steps.
 
-    def loss_terms(self, labels: Any, logits: ArrayLike, features: Features = None) -> LossTerms:
-        """The unregularized loss as additive :class:`~jaxheads.LossTerms`.
-
-        ``loss == total / denominator`` (``total`` alone for ``SUM``, where the
-        denominator is ``None``). Both terms add up over shards or
-        micro-batches: sum them, then divide once (the SUM_OVER_BATCH_SIZE
-        denominator is the number of *valid* loss elements, which
-        :func:`jaxheads.train.loss_terms` cannot know from ``unreduced_loss``).
+        ``mask`` (optional bool ``[B, T]``) is combined with the sequence mask.
         """
-        labels, logits, inner_features, mask = self._masked_inputs(labels, logits, features)
-        loss, weights = self._inner.unreduced_loss(labels, logits, inner_features)
-        # TF reduces the boolean-masked (flattened) loss: SUM_OVER_BATCH_SIZE
-        # divides by the number of valid loss elements; padded weights are 0.
-        num_valid = jnp.sum(mask.astype(jnp.float32)) * loss.shape[-1]
-        return LossTerms.single(*weighted_loss_terms(loss, weights, self.loss_reduction, num_valid))
+        labels, logits, valid = self._masked_inputs(labels, logits, features)
+        valid = valid if mask is None else valid & jnp.asarray(mask, jnp.bool_)
+        return self.static_head.unreduced_loss(labels, logits, features, mask=valid)
+
+    def loss_terms(self, labels: Any, logits: Any, features: Features = None) -> LossTerms:
+        """The unregularized loss as additive :class:`~jaxheads.LossTerms` over the valid steps.
+
+        TF reduces the boolean-masked (flattened) loss: ``SUM_OVER_BATCH_SIZE``
+        divides by the number of *valid* loss elements; padded steps weigh 0.
+        """
+        labels, logits, valid = self._masked_inputs(labels, logits, features)
+        return self.static_head.loss_terms(labels, logits, features, mask=valid)
 
     # ---------------------------------------------------------------- predictions
-    def predictions(
-        self, logits: ArrayLike, keys: Sequence[str] | None = None
-    ) -> dict[str, jax.Array]:
+    def predictions(self, logits: Any, keys: Sequence[str] | None = None) -> dict[str, jax.Array]:
         """The wrapped head's predictions, shaped ``[B, T, …]`` (no masking)."""
         return self.static_head.predictions(self._sequence_logits(logits), keys)
 
-    def export_outputs(self, logits: ArrayLike) -> dict[str, dict[str, jax.Array]]:
+    def export_outputs(self, logits: Any) -> dict[str, dict[str, jax.Array]]:
         """The wrapped head's export outputs, shaped ``[B, T, …]``."""
         return self.static_head.export_outputs(self._sequence_logits(logits))
 
     def class_vocabularies(self) -> Mapping[str, tuple[str, ...]]:
-        """The wrapped head's vocabularies."""
+        """The wrapped head's vocabularies (same prediction keys)."""
         return self.static_head.class_vocabularies()
 
     def encode_labels(self, labels: Any, features: Features = None) -> Any:
@@ -310,25 +293,25 @@ class SequentialHeadWrapper(Head[Any]):
         return self.static_head.encode_labels(labels)
 
     # ---------------------------------------------------------------- metrics
-    def init_metrics(self, regularization_losses: Any = None) -> dict[str, Any]:
+    def init_metrics(self, regularization_losses: Any = None) -> SM:
         """The wrapped head's fresh metric state."""
         return self.static_head.init_metrics(regularization_losses)
 
     def update_metrics(
         self,
-        state: dict[str, Any],
+        state: SM,
         features: Features,
-        logits: ArrayLike,
+        logits: Any,
         labels: Any,
         regularization_losses: Sequence[ArrayLike] | None = None,
-    ) -> dict[str, Any]:
+    ) -> SM:
         """Folds the valid steps of one batch into ``state``; pure and jittable."""
-        labels, logits, inner_features, _ = self._masked_inputs(labels, logits, features)
-        return self._inner.update_metrics(
-            state, inner_features, logits, labels, regularization_losses
+        labels, logits, valid = self._masked_inputs(labels, logits, features)
+        return self.static_head.update_metrics(
+            state, features, logits, labels, regularization_losses, mask=valid
         )
 
-    def compute_metrics(self, state: dict[str, Any]) -> dict[str, jax.Array]:
+    def compute_metrics(self, state: SM) -> dict[str, jax.Array]:
         """The wrapped head's metric values (its keys)."""
         return self.static_head.compute_metrics(state)
 
@@ -336,7 +319,7 @@ class SequentialHeadWrapper(Head[Any]):
     def create_spec(
         self,
         mode: str,
-        logits: ArrayLike,
+        logits: Any,
         labels: Any = None,
         features: Features = None,
         regularization_losses: Sequence[ArrayLike] | None = None,

@@ -15,6 +15,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     from typing_extensions import dataclass_transform
 
+from jaxheads._tree_diff import describe_mismatch
 from jaxheads.metrics._exact_sum import ExactSum, fold_axis0
 
 __all__ = ["MetricState", "all_reduce", "merge"]
@@ -93,13 +94,7 @@ class MetricState:
         Raises:
           ValueError: when the types or static configurations differ.
         """
-        ta, tb = jax.tree_util.tree_structure(self), jax.tree_util.tree_structure(other)
-        if type(self) is not type(other) or ta != tb:
-            raise ValueError(
-                f"Cannot merge {type(self).__name__} with {type(other).__name__}: the "
-                "states' types or static configurations differ "
-                f"({ta} vs {tb})."
-            )
+        _check_same_structure(self, other)
         return jax.tree_util.tree_map(_merge_leaf, self, other, is_leaf=_is_exact)
 
 
@@ -119,8 +114,24 @@ def merge(tree_a: Any, tree_b: Any) -> Any:
       >>> b = {"m": Mean.empty().update(jnp.array([6.0]))}
       >>> float(merge(a, b)["m"].compute())
       3.0
+
+    Raises:
+      ValueError: naming the first field whose type or static configuration
+        (thresholds, curve size, compat …) differs between the two trees.
     """
+    _check_same_structure(tree_a, tree_b)
     return jax.tree_util.tree_map(_merge_leaf, tree_a, tree_b, is_leaf=_is_exact)
+
+
+def _check_same_structure(tree_a: Any, tree_b: Any) -> None:
+    """``ValueError`` saying where two trees of states differ (type, keys, static config)."""
+    ta: Any = jax.tree_util.tree_structure(tree_a)
+    tb: Any = jax.tree_util.tree_structure(tree_b)
+    if ta != tb:
+        where = describe_mismatch(tree_a, tree_b) or f"{ta} vs {tb}"
+        raise ValueError(
+            f"Cannot merge metric states of different types or static configurations: {where}."
+        )
 
 
 def _all_gather(x: jax.Array, axis_name: Any) -> jax.Array:
