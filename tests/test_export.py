@@ -423,3 +423,18 @@ def test_function_differentiates(binary_artifact):
     xs = jnp.stack([x, -x])
     merged = artifact.function("regression")(xs.reshape(-1, 3))["value"].reshape(2, 3, 1)
     np.testing.assert_allclose(merged[1], artifact(-x, "regression")["value"], rtol=1e-6)
+
+
+def test_multi_head_of_sequence_heads_serves_both_vocabularies():
+    tag = jh.SequentialHeadWrapper(
+        jh.MultiClassHead(3, name="tag", label_vocabulary=["a", "b", "c"])
+    )
+    ok = jh.SequentialHeadWrapper(jh.BinaryClassHead(name="ok", label_vocabulary=["no", "yes"]))
+    head = jh.MultiHead([tag, ok])
+    served = export_head(head, lambda logits: logits, jnp.zeros((1, 2, 4)))
+    logits = np.array([[[0, 5, 0, 1], [9, 0, 0, -1]]], np.float32)  # [B=1, T=2, 3 + 1]
+    out = served(logits, "predict")
+    assert out[f"{tag.name}/classes"].tolist() == [[["b"], ["a"]]]
+    assert out[f"{ok.name}/classes"].tolist() == [[["yes"], ["no"]]]
+    assert served(logits)["classes"].tolist() == [[["a", "b", "c"]] * 2]
+    assert served(logits[:0], "predict")[f"{ok.name}/classes"].shape == (0, 2, 1)
