@@ -74,9 +74,14 @@ def _leaves(exported: jax_export.Exported, inputs: Any) -> list[tuple[str, np.nd
     """``inputs`` as (name, numpy array) leaves in the export's order; structure checked."""
     example = _example_tree(exported)
     expected: Any = jax.tree.structure(example)
+    detail = ""
+    if isinstance(example, Mapping) and isinstance(inputs, Mapping):
+        missing = sorted(map(str, set(example) - set(inputs)))
+        extra = sorted(map(str, set(inputs) - set(example)))
+        detail = f" (missing keys {missing}, unexpected keys {extra})"
     mismatch = TypeError(
         f"inputs: expected the structure of the export's example_inputs {expected}, got "
-        f"{jax.tree.structure(inputs)}."
+        f"{jax.tree.structure(inputs)}{detail}."
     )
     try:
         flat = expected.flatten_up_to(inputs)

@@ -347,8 +347,10 @@ def test_wrong_dict_inputs_name_the_leaf():
     artifact = export_head(head, logits_fn, example)
     with pytest.raises(ValueError, match=r"inputs\['b'\]: expected shape \(batch, 2\)"):
         artifact({"a": np.zeros((3, 1), np.float32), "b": np.zeros((3, 5), np.float32)})
-    with pytest.raises(TypeError, match="inputs: expected the structure"):
+    with pytest.raises(TypeError, match=r"missing keys \['b'\], unexpected keys \[\]"):
         artifact({"a": np.zeros((3, 1), np.float32)})
+    with pytest.raises(TypeError, match=r"missing keys \[\], unexpected keys \['w'\]"):
+        artifact({"a": np.zeros((3, 1)), "b": np.zeros((3, 2)), "w": np.ones(3)})
     with pytest.raises(ValueError, match="inputs: the batch dimension differs between inputs"):
         artifact({"a": np.zeros((3, 1), np.float32), "b": np.zeros((2, 2), np.float32)})
 
