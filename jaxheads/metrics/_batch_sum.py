@@ -172,5 +172,8 @@ def exact_segment_sum(
     def body(acc: ExactSum, chunk: tuple[jax.Array, jax.Array]) -> tuple[ExactSum, None]:
         return acc.merge(_weighted_chunk(chunk[0], chunk[1], num_segments)), None
 
-    out, _ = jax.lax.scan(body, ExactSum.zeros((num_segments,)), (data, segment_ids))
+    # The carry starts from the first chunk, so it has the chunks' type (e.g. varying
+    # over a shard_map axis) rather than that of a constant zero.
+    first = _weighted_chunk(data[0], segment_ids[0], num_segments)
+    out, _ = jax.lax.scan(body, first, (data[1:], segment_ids[1:]))
     return out
