@@ -52,7 +52,7 @@ class MLP(nn.Module):
 model = MLP()
 params = model.init(jax.random.key(0), x_train[:1])["params"]
 state = TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(3e-3))
-train_step = train.make_train_step(None, head, with_metrics=False, donate_argnums=0)
+train_step = train.make_train_step(None, head, with_metrics=False, donate=True)
 eval_step = train.make_eval_step(None, head)
 
 rng = np.random.default_rng(0)

@@ -53,8 +53,8 @@ class MLP(nnx.Module):
 
 model = MLP(nnx.Rngs(0))
 optimizer = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
-train_step = train.make_nnx_train_step(head, with_metrics=False)
-eval_step = train.make_nnx_eval_step(head)
+train_step = train.make_nnx_train_step(None, head, with_metrics=False)
+eval_step = train.make_nnx_eval_step(None, head)
 predict = nnx.jit(lambda m, x: m.head.predictions(m(x))["predictions"])
 
 rng = np.random.default_rng(0)
