@@ -257,11 +257,12 @@ def _stirling(labels: jax.Array) -> jax.Array:
 
 @jax.custom_jvp
 def _poisson(labels: jax.Array, logits: jax.Array) -> jax.Array:
-    # exp(x) wins over z·x at x = +inf: the limit is +inf, never inf − inf.
-    plus_inf = logits == jnp.inf
-    finite_x = jnp.where(plus_inf, 0.0, logits)
+    # Where exp(x) overflows, it dominates z·x (which may overflow too): the loss is
+    # +inf, never inf − inf.
+    overflow = jnp.exp(logits) == jnp.inf
+    finite_x = jnp.where(overflow, 0.0, logits)
     loss = jnp.exp(finite_x) - times_or_zero(finite_x, labels)
-    return jnp.where(plus_inf, jnp.inf, loss)
+    return jnp.where(overflow, jnp.inf, loss)
 
 
 @_poisson.defjvp

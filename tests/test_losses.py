@@ -176,6 +176,7 @@ def test_sparse_softmax_ce_rejects_out_of_range_ids_with_nan():
         (2.0, -INF, INF, -2.0),
         (0.0, -INF, 0.0, 0.0),
         (1.0, 100.0, INF, F32_MAX),  # exp overflows: inf, gradient clipped
+        (2.0, 3e38, INF, F32_MAX),  # z·x overflows too: still inf, not inf - inf
     ],
 )
 def test_poisson_at_infinite_logits(nan_mode, label, logit, loss, grad):
