@@ -44,6 +44,7 @@ from jaxheads.metrics._confusion import (
     Recall,
 )
 from jaxheads.metrics._exact_sum import ExactSum, fast_two_sum, two_sum
+from jaxheads.metrics._histogram import LogitHistogram
 from jaxheads.metrics._mean import Accuracy, Mean
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "ConfusionAtThresholds",
     "ConfusionCurve",
     "ExactSum",
+    "LogitHistogram",
     "Mean",
     "MetricState",
     "Precision",
