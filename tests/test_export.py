@@ -440,3 +440,8 @@ def test_multi_head_of_sequence_heads_serves_both_vocabularies():
     assert out[f"{ok.name}/classes"].tolist() == [[["yes"], ["no"]]]
     assert served(logits)["classes"].tolist() == [[["a", "b", "c"]] * 2]
     assert served(logits[:0], "predict")[f"{ok.name}/classes"].shape == (0, 2, 1)
+
+
+def test_logits_fn_of_the_wrong_dimension():
+    with pytest.raises(ValueError, match="logits_dimension=3"):
+        export_head(jh.MultiClassHead(3), lambda x: x, jnp.zeros((1, 2)))

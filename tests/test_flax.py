@@ -301,3 +301,20 @@ def test_nnx_split_merge_and_vmap():
     np.testing.assert_allclose(again(x), module(x))
     vmapped = nnx.vmap(lambda m, x: m(x), in_axes=(None, 0))(module, x)
     np.testing.assert_allclose(vmapped, module(x), rtol=1e-6)
+
+
+def test_logits_dimension_mismatch_through_the_module():
+    head = jh.BinaryClassHead()
+    for module in _modules(head).values():
+        for call in (
+            lambda m: m.loss(jnp.ones((2, 1)), jnp.ones((2, 3))),
+            lambda m: m.predictions(jnp.ones((2, 3))),
+            lambda m: m.export_outputs(jnp.ones((2, 3))),
+        ):
+            with pytest.raises(ValueError, match="logits_dimension=1"):
+                call(module)
+    multi = jh.MultiHead([jh.BinaryClassHead(name="a"), jh.RegressionHead(2, name="b")])
+    with pytest.raises(ValueError, match=r"logits dimensions: \[1, 2\]"):
+        NnxHead(multi).predictions(jnp.ones((2, 4)))
+    with pytest.raises(ValueError, match="logits_dimension 3"):
+        NnxHead(multi)(jnp.ones((2, 4)))
