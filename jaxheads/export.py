@@ -294,6 +294,9 @@ class ExportedHead:
     ) -> dict[str, np.ndarray]:
         """Runs ``signature`` on ``inputs`` (any batch size, zero included).
 
+        Each new input shape compiles once (XLA specializes on shapes): pad
+        serving batches to a few sizes for a steady latency.
+
         Args:
           inputs: arrays shaped like the ``example_inputs`` of the export
             (any leading size when exported with a symbolic batch).
