@@ -25,6 +25,7 @@ from flax import struct
 from jax.typing import ArrayLike
 
 from jaxheads._compat import check_compat, summation_method, threshold_epsilon
+from jaxheads._shapes import match_trailing_one
 from jaxheads.keys import MetricKeys, threshold_key
 from jaxheads.metrics._auc import ConfusionCurve
 from jaxheads.metrics._base import MetricState
@@ -235,11 +236,7 @@ def _update(
     extra = {}
     for name, x in (("class_ids", class_ids), ("loss", loss)):
         if x is not None:
-            x = as_f32(x)
-            if x.ndim == len(shape) - 1 and shape[-1] == 1:
-                x = jnp.expand_dims(x, -1)
-            elif x.ndim == len(shape) + 1 and x.shape[-1] == 1:
-                x = jnp.squeeze(x, -1)
+            x = match_trailing_one(as_f32(x), len(shape))
             if tuple(x.shape) != shape:
                 raise ValueError(f"{name} shape {tuple(x.shape)} != predictions shape {shape}.")
             extra[name] = x

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxheads._shapes import flat_views
+
 __all__ = ["as_f32", "broadcast_weights", "flatten", "match_label_rank"]
 
 
@@ -82,17 +84,5 @@ def broadcast_weights(
 
 
 def flatten(*arrays: jax.Array | None) -> tuple[jax.Array | None, ...]:
-    """Reshapes arrays to 1-D behind one ``optimization_barrier`` (``None`` passes through).
-
-    Performance only, no semantic effect. XLA:CPU (jaxlib 0.10) runs fused
-    elementwise + reduce / scatter loops over arrays with a trailing unit
-    dimension (``[N, 1]``, the heads' layout) 10-30x slower than over ``[N]``,
-    and its simplifier folds a plain reshape back into the ``[N, 1]`` operand.
-    The barrier pins the 1-D view, so the metric kernels run on flat buffers.
-    Inputs that are already 1-D pass through without a barrier.
-    """
-    present = [a for a in arrays if a is not None]
-    if all(a.ndim <= 1 for a in present):  # already flat: let XLA fuse freely
-        return tuple(None if a is None else a.reshape(-1) for a in arrays)
-    flat = iter(jax.lax.optimization_barrier(tuple(a.reshape(-1) for a in present)))
-    return tuple(None if a is None else next(flat) for a in arrays)
+    """1-D views behind one ``optimization_barrier``: :func:`jaxheads._shapes.flat_views`."""
+    return flat_views(*arrays)
