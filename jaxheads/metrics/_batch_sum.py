@@ -17,7 +17,7 @@ through the two functions here:
   remainders (``|r| <= q/2``) go through float32 addition, so the rounding
   error of the float pass is scaled down with them. Dense totals use one
   digit (XLA's reduction of the small remainders is itself blocked); the
-  sequential scatter of a histogram uses two digits per chunk of 2^18
+  sequential scatter of a histogram uses two digits per chunk of 2^20
   elements (see :func:`exact_segment_sum`). Integer-valued weights are exact
   (chunk totals below 2^29); other sums are within about one float32 rounding
   of the true value (relative error ≲ 1e-7), where a plain float32 scatter is
@@ -43,8 +43,8 @@ __all__ = ["count_segments", "exact_segment_sum", "exact_total", "int_to_exact"]
 # subnormals to zero), which only makes the digits smaller.
 _DIGIT_BITS = 29
 _MIN_EXP, _MAX_EXP = -100, 100
-# Weighted scatters run in chunks so that per-chunk digits keep 29 - 18 = 11 bits each.
-_CHUNK = 2**18
+# Weighted scatters run in chunks so that per-chunk digits keep 29 - 20 = 9 bits each.
+_CHUNK = 2**20
 
 
 def _pow2(k: jax.Array) -> jax.Array:
@@ -135,11 +135,11 @@ def exact_segment_sum(
 
     A drop-in for ``jax.ops.segment_sum`` of flat arrays returning an
     :class:`ExactSum` ``[num_segments]``. Counts: one int32 scatter. Weighted
-    data, in chunks of 2^18 elements: two int32 digit scatters (each digit
-    carries ``29 - 18`` bits of every element exactly) and one float32 scatter
-    of the remainders (below 2^-22 of each element), so even 2^18 equal
-    weights in one bucket sum to a relative error below ~2^-28; the chunk
-    results are merged exactly. Ids outside ``[0, num_segments)`` are dropped
+    data, in chunks of 2^20 elements: two int32 digit scatters (each digit
+    carries at least ``29 - 20`` bits of every element exactly) and one
+    float32 scatter of the remainders (below 2^-18 of each element), so even
+    2^20 equal weights in one bucket sum to a relative error below ~2^-22
+    (measured: exact for 0.7, 0.1, 1/3); the chunk results are merged exactly. Ids outside ``[0, num_segments)`` are dropped
     (as ``segment_sum``).
 
     Args:
