@@ -1,12 +1,17 @@
 """Cost of the head in a jitted train step (MLP + head + adam) vs a hand-written step.
 
 ``ours``: ``jaxheads.train.make_train_step`` with ``BinaryClassHead`` (loss
-only, ``with_metrics=False``). ``baseline``: the same MLP, adam and update
+only, ``with_metrics=False``). ``baseline``: the same model, adam and update
 written by hand with ``optax.sigmoid_binary_cross_entropy`` and ``jnp.mean``.
+Two models: ``mlp`` (two ReLU layers) and ``bn_dropout`` (the same with
+``BatchNorm`` — a ``batch_stats`` collection updated by the step — and
+``Dropout`` keyed by the step's rng).
 Both run in one process, interleaved repetition by repetition, and the table
 reports medians; ``compile s`` is the first call (trace + compile + one run).
-``+metrics`` is ours with the head's streaming metrics (AUC curves included)
-returned by the step, for information.
+``ours`` skips the host-side label check (``check_labels=False``), as the
+hand-written step does; ``checked`` is the default step, which also runs
+``head.encode_labels`` on the host each step; ``+metrics`` is the default step
+with the head's streaming metrics (AUC curves included), for information.
 
 Run: ``python benchmarks/train_bench.py [--batch-sizes 256 4096 65536]``.
 """
@@ -39,9 +44,25 @@ class MLP(nn.Module):
         return LinenHead(self.head)(x)
 
 
+class BNDropout(nn.Module):
+    head: object
+
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+        for _ in range(2):
+            x = nn.Dense(HIDDEN)(x)
+            x = nn.BatchNorm(use_running_average=not train)(x)
+            x = nn.Dropout(0.1, deterministic=not train)(nn.relu(x))
+        return LinenHead(self.head)(x)
+
+
+class BNState(TrainState):
+    batch_stats: dict
+
+
 def baseline_step(model):
     @jax.jit
-    def step(state, x, y):
+    def step(state, x, y, rng=None):
         def loss_fn(params):
             logits = model.apply({"params": params}, x)
             return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, y))
@@ -52,6 +73,58 @@ def baseline_step(model):
     return step
 
 
+def baseline_bn_step(model):
+    @jax.jit
+    def step(state, x, y, rng):
+        def loss_fn(params):
+            logits, updated = model.apply(
+                {"params": params, "batch_stats": state.batch_stats},
+                x,
+                mutable=["batch_stats"],
+                rngs={"dropout": rng},
+            )
+            return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, y)), updated
+
+        (loss, updated), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        state = state.apply_gradients(grads=grads, batch_stats=updated["batch_stats"])
+        return state, loss
+
+    return step
+
+
+def setup(kind, head, x):
+    """(initial state, {name: step factory}) for one model kind."""
+    if kind == "mlp":
+        model = MLP(head)
+        params = model.init(jax.random.key(0), x[:1])["params"]
+        state = TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(1e-3))
+        return state, {
+            "ours": lambda: train.make_train_step(
+                None, head, with_metrics=False, check_labels=False
+            ),
+            "checked": lambda: train.make_train_step(None, head, with_metrics=False),
+            "baseline": lambda: baseline_step(model),
+            "metrics": lambda: train.make_train_step(None, head),
+        }
+    model = BNDropout(head)
+    variables = model.init(jax.random.key(0), x[:2], train=False)
+    state = BNState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        tx=optax.adam(1e-3),
+    )
+    ours = {"mutable": ("batch_stats",)}
+    return state, {
+        "ours": lambda: train.make_train_step(
+            None, head, with_metrics=False, check_labels=False, **ours
+        ),
+        "checked": lambda: train.make_train_step(None, head, with_metrics=False, **ours),
+        "baseline": lambda: baseline_bn_step(model),
+        "metrics": lambda: train.make_train_step(None, head, **ours),
+    }
+
+
 def timed(fn, *args):
     start = time.perf_counter()
     out = fn(*args)
@@ -59,38 +132,32 @@ def timed(fn, *args):
     return time.perf_counter() - start, out
 
 
-def bench(batch, reps, measure_compile=True):
+def bench(kind, batch, reps, measure_compile=True):
     head = jh.BinaryClassHead()
-    model = MLP(head)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(batch, FEATURES)), jnp.float32)
     y = jnp.asarray(rng.uniform(size=(batch, 1)) > 0.5, jnp.float32)
-    params = model.init(jax.random.key(0), x[:1])["params"]
-    state = TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(1e-3))
-    makers = {
-        "ours": lambda: train.make_train_step(None, head, with_metrics=False),
-        "baseline": lambda: baseline_step(model),
-        "metrics": lambda: train.make_train_step(None, head),
-    }
+    key = jax.random.key(1) if kind == "bn_dropout" else None
+    state, makers = setup(kind, head, x)
     # Compile time: first call (trace + compile + run) from empty caches, the
     # better of two alternating tries, so no step pays for the other's warm-up.
     compile_s = {name: float("inf") for name in makers}
     for name in [*makers, *reversed(makers)] if measure_compile else []:
         jax.clear_caches()
-        dt, _ = timed(makers[name](), state, x, y)
+        dt, _ = timed(makers[name](), state, x, y, key)
         compile_s[name] = min(compile_s[name], dt)
     steps = {name: make() for name, make in makers.items()}
     states, times = {}, {k: [] for k in steps}
     for name, step in steps.items():
-        _, (states[name], _) = timed(step, state, x, y)
+        _, (states[name], _) = timed(step, state, x, y, key)
     for _ in range(3):  # warm up
         for name, step in steps.items():
-            states[name], _ = step(states[name], x, y)
+            states[name], _ = step(states[name], x, y, key)
     jax.block_until_ready(states)
     for rep in range(reps):
         names = list(steps) if rep % 2 == 0 else list(steps)[::-1]
         for name in names:
-            dt, (states[name], _) = timed(steps[name], states[name], x, y)
+            dt, (states[name], _) = timed(steps[name], states[name], x, y, key)
             times[name].append(dt)
     med = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
     return med, compile_s
@@ -99,28 +166,32 @@ def bench(batch, reps, measure_compile=True):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 4096, 65536])
+    parser.add_argument("--models", nargs="+", default=["mlp", "bn_dropout"])
     parser.add_argument("--budget-s", type=float, default=8.0, help="timing budget per batch size")
     args = parser.parse_args()
     cpu = platform.processor() or platform.machine()
     print(
         f"jax {jax.__version__}, {jax.devices()[0].platform}, {jax.device_count()} device(s), {cpu}"
     )
-    print(f"MLP {FEATURES}-{HIDDEN}-{HIDDEN}-1, adam, BinaryClassHead, medians of interleaved reps")
+    print(f"{FEATURES}-{HIDDEN}-{HIDDEN}-1, adam, BinaryClassHead, medians of interleaved reps")
     print(
-        "| batch | reps | ours ms | baseline ms | ratio | +metrics ms "
+        "| model | batch | reps | ours ms | baseline ms | ratio | checked ms (ratio) | +metrics ms "
         + "| compile s (ours / baseline) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---|")
-    for batch in args.batch_sizes:
-        probe, _ = bench(batch, 3, measure_compile=False)
-        reps = int(max(15, min(400, args.budget_s * 1e3 / sum(probe.values()))))
-        med, comp = bench(batch, reps)
-        ratio = med["ours"] / med["baseline"]
-        print(
-            f"| {batch} | {reps} | {med['ours']:.3f} | {med['baseline']:.3f} | {ratio:.3f} | "
-            f"{med['metrics']:.3f} | {comp['ours']:.2f} / {comp['baseline']:.2f} |",
-            flush=True,
-        )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for kind in args.models:
+        for batch in args.batch_sizes:
+            probe, _ = bench(kind, batch, 3, measure_compile=False)
+            reps = int(max(15, min(400, args.budget_s * 1e3 / sum(probe.values()))))
+            med, comp = bench(kind, batch, reps)
+            ratio = med["ours"] / med["baseline"]
+            print(
+                f"| {kind} | {batch} | {reps} | {med['ours']:.3f} | {med['baseline']:.3f} | "
+                f"{ratio:.3f} | {med['checked']:.3f} ({med['checked'] / med['baseline']:.3f}) | "
+                f"{med['metrics']:.3f} | {comp['ours']:.2f} / "
+                f"{comp['baseline']:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -130,14 +130,25 @@ def _exchange(n: int, error: Exception | None) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, 2)
 
 
-def _encode(head: Head[Any], features: Any, labels: Any) -> Any:
+def _dtype(x: Any) -> np.dtype:
+    return x.dtype if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x).dtype
+
+
+def _encode(head: Head[Any], features: Any, labels: Any, check: bool) -> Any:
     if _is_traced(labels) or isinstance(labels, jax.Array) and not labels.is_fully_addressable:
-        return labels  # already traced or global: checked where it was made.
+        return labels  # traced, or global already: checked where it was made.
+    if not check and not any(_dtype(x).kind in "USO" for x in jax.tree.leaves(labels)):
+        return labels  # numbers, unchecked on request; strings always need the vocabulary.
     return head.encode_labels(labels, head_features(features))
 
 
 def prepare_batch(
-    head: Head[Any], features: Any, labels: Any, mesh: Mesh | None, data_axis: str
+    head: Head[Any],
+    features: Any,
+    labels: Any,
+    mesh: Mesh | None,
+    data_axis: str,
+    check_labels: bool = True,
 ) -> Batch:
     """Host side of every step: labels encoded and checked, then placed on ``mesh``.
 
@@ -148,17 +159,15 @@ def prepare_batch(
     the metrics (exact for every head and reduction). A host whose batch
     fails its checks makes every host raise (no host is left waiting).
     """
+    if mesh is None:
+        return Batch(features, _encode(head, features, labels, check_labels))
     error: Exception | None = None
     n = 0
     try:
-        labels = _encode(head, features, labels)
+        labels = _encode(head, features, labels, check_labels)
         n = _leading_size(features, labels)
     except (ValueError, TypeError) as e:
         error = e
-    if mesh is None:
-        if error is not None:
-            raise error
-        return Batch(features, labels)
     table = _exchange(n, error)
     if error is not None:
         raise error

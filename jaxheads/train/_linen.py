@@ -69,6 +69,7 @@ def make_train_step(
     data_axis: str = "data",
     strategy: str = "jit",
     jit: bool = True,
+    check_labels: bool = True,
     donate: bool = False,
     apply_kwargs: Mapping[str, Any] | None = None,
     mutable: Sequence[str] = (),
@@ -106,6 +107,11 @@ def make_train_step(
         ``"shard_map"`` (explicit per-device code and ``psum``; give
         ``BatchNorm`` ``axis_name=data_axis`` there for global statistics).
       jit: return the step ``jax.jit``-ed (else the pure function).
+      check_labels: encode and check the label values on the host with
+        ``head.encode_labels`` before each step (a ``ValueError`` naming the
+        labels instead of a silently wrong loss). It costs one host pass over
+        the labels (tens of µs); ``False`` skips it for numeric labels your
+        pipeline has validated (string labels are always encoded).
       donate: donate the state's buffers to the step.
       apply_kwargs: extra keyword arguments of the apply function (e.g.
         ``{"train": True}``). With an ``rng``, ``rngs={"dropout": rng}`` is added.
@@ -168,7 +174,9 @@ def make_train_step(
         _state.check_train_state(state, tx)
         _state.check_collections(state, collections)
         _state.check_rng(rng)
-        return step(None, state, prepare_batch(head, features, labels, mesh, data_axis), rng)
+        return step(
+            None, state, prepare_batch(head, features, labels, mesh, data_axis, check_labels), rng
+        )
 
     return train_step
 
@@ -183,6 +191,7 @@ def make_eval_step(
     data_axis: str = "data",
     strategy: str = "jit",
     jit: bool = True,
+    check_labels: bool = True,
     apply_kwargs: Mapping[str, Any] | None = None,
     mutable: Sequence[str] = (),
 ) -> Callable[..., EvalOutput]:
@@ -237,6 +246,11 @@ def make_eval_step(
     def eval_step(state: Any, features: Any, labels: Any, previous: Any = None) -> EvalOutput:
         _state.check_collections(state, collections)
         _state.check_previous(previous)
-        return step(None, state, prepare_batch(head, features, labels, mesh, data_axis), previous)
+        return step(
+            None,
+            state,
+            prepare_batch(head, features, labels, mesh, data_axis, check_labels),
+            previous,
+        )
 
     return eval_step

@@ -40,8 +40,8 @@ def _logits_fn(graphdef: Any, call: NnxCall) -> LogitsFn:
         # A fresh copy: the variables belong to this trace level (they are mutated).
         module = nnx.merge(graphdef, params, rest, copy=True)
         logits = call(module, inputs)
-        _, _, rest = nnx.split(module, nnx.Param, ...)
-        return logits, rest
+        parts: tuple[Any, ...] = nnx.split(module, nnx.Param, ...)
+        return logits, parts[2]
 
     return logits_fn
 
@@ -72,6 +72,7 @@ def make_nnx_train_step(
     data_axis: str = "data",
     strategy: str = "jit",
     jit: bool = True,
+    check_labels: bool = True,
     donate: bool = False,
 ) -> Callable[..., StepOutput]:
     """Builds ``step(module, optimizer, features, labels) -> StepOutput`` for ``flax.nnx``.
@@ -90,7 +91,7 @@ def make_nnx_train_step(
       head: any :class:`~jaxheads.heads.base.Head`.
       regularization_fn: receives the ``nnx.State`` of the ``nnx.Param``\\ s.
       donate: donate the module's and the optimizer's buffers to the step.
-      inputs_key, micro_batches, with_metrics, mesh, data_axis, strategy, jit:
+      inputs_key, micro_batches, with_metrics, mesh, data_axis, strategy, jit, check_labels:
         as in :func:`make_train_step` (under ``shard_map``, build
         ``nnx.BatchNorm(..., axis_name=data_axis)`` for global statistics;
         dropout keys are folded with the device index).
@@ -114,7 +115,8 @@ def make_nnx_train_step(
 
     def core(graphdef: Any, state: Any, batch: Batch, _: None, axis_name: str | None) -> CoreOutput:
         module, optimizer = nnx.merge(graphdef, state)
-        module_graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+        parts: tuple[Any, ...] = nnx.split(module, nnx.Param, ...)
+        module_graphdef, params, rest = parts[0], parts[1], parts[2]
         local = rest if axis_name is None else _per_device_keys(rest, axis_name)
         logits_fn = _logits_fn(module_graphdef, call)
         out = loss_and_grads(cfg, logits_fn, params, local, batch, None, axis_name)
@@ -144,7 +146,7 @@ def make_nnx_train_step(
                 f"nnx.Module and an nnx.Optimizer; got {type(module).__name__}, "
                 f"{type(optimizer).__name__}."
             )
-        batch = prepare_batch(head, features, labels, mesh, data_axis)
+        batch = prepare_batch(head, features, labels, mesh, data_axis, check_labels)
         graphdef, state = nnx.split((module, optimizer))
         state, out = step(graphdef, state, batch, None)
         nnx.update((module, optimizer), state)
@@ -163,6 +165,7 @@ def make_nnx_eval_step(
     data_axis: str = "data",
     strategy: str = "jit",
     jit: bool = True,
+    check_labels: bool = True,
 ) -> Callable[..., EvalOutput]:
     """Builds ``eval_step(module, features, labels, previous=None) -> EvalOutput`` for nnx.
 
@@ -209,7 +212,10 @@ def make_nnx_eval_step(
         check_previous(previous)
         graphdef, state = nnx.split(module)
         return step(
-            graphdef, state, prepare_batch(head, features, labels, mesh, data_axis), previous
+            graphdef,
+            state,
+            prepare_batch(head, features, labels, mesh, data_axis, check_labels),
+            previous,
         )
 
     return eval_step

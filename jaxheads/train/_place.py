@@ -29,12 +29,14 @@ class CoreOutput(NamedTuple):
     """What a step's per-device part returns."""
 
     state: Any  # the new state (replicated), or None for an eval step
-    loss: jax.Array  # the global batch's loss (replicated)
+    loss: Any  # the global batch's float32 loss (replicated); a spec in out_specs
     logits: Any  # split along the data axis: one global array outside shard_map
     regularization: Any  # list of scalars or None (replicated)
 
 
-Core = Callable[[Any, Any, Batch, Any, str | None], CoreOutput]
+# core(static, state, batch, extra, *, axis_name) -> CoreOutput
+Core = Callable[..., CoreOutput]
+# finish(static, state, batch, extra, core_output) -> the step's result
 Finish = Callable[[Any, Any, Batch, Any, CoreOutput], Any]
 
 

@@ -38,8 +38,14 @@ class HasParams(Protocol):
     params: PyTree
 
 
+_CHECKED: set[tuple[type, bool]] = set()
+
+
 def check_train_state(state: Any, tx: optax.GradientTransformation | None) -> None:
-    """``TypeError`` naming what a train step's ``state`` lacks."""
+    """``TypeError`` naming what a train step's ``state`` lacks (once per state type)."""
+    key = (type(state), tx is None)
+    if key in _CHECKED:
+        return
     if not isinstance(state, TrainStateLike):
         raise TypeError(
             "make_train_step: `state` must have `params`, `opt_state`, `step` and a "
@@ -51,6 +57,7 @@ def check_train_state(state: Any, tx: optax.GradientTransformation | None) -> No
             "make_train_step(tx=None) takes the optimizer from a flax TrainState's `tx`; got a "
             f"{type(state).__name__}: pass `tx=` to make_train_step."
         )
+    _CHECKED.add(key)
 
 
 def check_collections(state: Any, collections: Sequence[str]) -> None:
