@@ -5,7 +5,7 @@ streaming evaluation metrics and the serving outputs, with the semantics
 (and numbers) of ``tf.estimator``'s heads.
 """
 
-from jaxheads import keys, losses, metrics
+from jaxheads import keys, labels, losses, metrics
 from jaxheads._checks import traced_value_checks
 from jaxheads._loss_terms import LossTerms
 from jaxheads.feature_column import NumericColumn, numeric_column
@@ -55,6 +55,7 @@ __all__ = [
     "binary_classification_head",
     "logistic_regression_head",
     "keys",
+    "labels",
     "losses",
     "metrics",
     "multi_class_head",
