@@ -87,3 +87,20 @@ def test_exact_sum_add_inf_then_finite_stays_inf():
     acc = ExactSum.zeros((2,)).add(jnp.array([jnp.inf, 1.0]))
     acc = acc.add(jnp.array([1.0, 2.0])).merge(ExactSum.from_value(np.array([3.0, 4.0])))
     np.testing.assert_array_equal(acc.to_numpy(), [np.inf, 7.0])
+
+
+def test_zero_weight_removes_an_infinite_value():
+    """An example of weight 0 is not evaluated: its inf loss must not make NaN (0·inf)."""
+    m = metrics.Mean.empty().update(jnp.array([jnp.inf, 1.0, 3.0]), jnp.array([0.0, 1.0, 1.0]))
+    assert float(m.compute()) == 2.0
+    b = metrics.BinaryClassifierMetrics.empty().update(
+        jnp.array([1.0, 0.0]),
+        jnp.array([0.5, 0.25]),
+        jnp.array([0.0, 1.0]),
+        loss=jnp.array([jnp.inf, 0.5]),
+    )
+    assert float(b.compute()["average_loss"]) == 0.5
+    h = metrics.LogitHistogram.empty().update(
+        jnp.array([1.0, 0.0]), jnp.array([-jnp.inf, -1.0]), jnp.array([0.0, 2.0])
+    )
+    assert float(h.mean("loss")) == pytest.approx(float(jnp.log1p(jnp.exp(-1.0))))

@@ -121,6 +121,9 @@ def count_segments(segment_ids: jax.Array, num_segments: int) -> ExactSum:
 
 def _weighted_chunk(data: jax.Array, ids: jax.Array, num_segments: int) -> ExactSum:
     """Two exact int32 digit scatters and one float32 remainder scatter, one chunk."""
+    # Materialise the inputs once: XLA:CPU otherwise fuses their producers into
+    # each of the three scatters and the two reductions (measured 10x slower).
+    data, ids = jax.lax.optimization_barrier((data, ids))
     d1, q1, r1 = _split(data)
     d2, q2, r2 = _split(r1)
     out = int_to_exact(jax.ops.segment_sum(d1, ids, num_segments=num_segments), q1)

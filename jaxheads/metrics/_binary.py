@@ -37,7 +37,13 @@ from jaxheads.metrics._confusion import (
 )
 from jaxheads.metrics._exact_sum import ExactSum, fold_axis0
 from jaxheads.metrics._mean import Mean
-from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank
+from jaxheads.metrics._shapes import (
+    as_f32,
+    broadcast_weights,
+    flatten,
+    match_label_rank,
+    times_or_zero,
+)
 
 __all__ = ["BinaryClassifierMetrics"]
 
@@ -197,6 +203,8 @@ class BinaryClassifierMetrics(MetricState):
         summation = summation_method(compat)
         cid, curve = self.class_ids(), self.curve()
         label_mean = self.mean("label").compute()
+        # Nothing counted (empty or all-zero-weight evaluation): 0, as TF, not max(0, 1 - 0) = 1.
+        counted = self.mean("label").count.value() != 0
         out = {
             MetricKeys.LOSS_MEAN: self.mean("loss").compute(),
             # TF's Accuracy(labels, class_ids): exact matches, so soft labels never count.
@@ -205,7 +213,9 @@ class BinaryClassifierMetrics(MetricState):
             MetricKeys.RECALL: cid.recall()[0],
             MetricKeys.PREDICTION_MEAN: self.mean("prediction").compute(),
             MetricKeys.LABEL_MEAN: label_mean,
-            MetricKeys.ACCURACY_BASELINE: jnp.maximum(label_mean, 1.0 - label_mean),
+            MetricKeys.ACCURACY_BASELINE: jnp.where(
+                counted, jnp.maximum(label_mean, 1.0 - label_mean), 0.0
+            ),
             MetricKeys.AUC: curve.roc_auc(summation_method=summation),
             MetricKeys.AUC_PR: curve.pr_auc(summation_method=summation),
         }
@@ -262,8 +272,8 @@ def _update(
     hist = exact_segment_sum(w, idx, t * 3 * kk * 4)
     zero = ExactSum.zeros(())
     parts = [
-        zero if ls is None else exact_total(ls if ones else ls * w),
-        exact_total(pred if ones else pred * w),
+        zero if ls is None else exact_total(ls if ones else times_or_zero(w, ls)),
+        exact_total(pred if ones else times_or_zero(w, pred)),
         exact_total(lab if ones else lab * w),
         ExactSum.from_value(int(pred.size)) if ones else exact_total(w),
     ]

@@ -55,7 +55,13 @@ from jaxheads.metrics import _histogram_stats as stats
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_segment_sum, exact_total
 from jaxheads.metrics._exact_sum import ExactSum
-from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank
+from jaxheads.metrics._shapes import (
+    as_f32,
+    broadcast_weights,
+    flatten,
+    match_label_rank,
+    times_or_zero,
+)
 
 __all__ = ["LogitHistogram", "binary_loss_and_probability"]
 
@@ -326,6 +332,57 @@ def bucket_index(logits: jax.Array, num_buckets: int, grid: tuple[float, float])
     return jnp.where(jnp.isnan(logits), jnp.int32(num_buckets), b)
 
 
+def histogram_counts(
+    labels: jax.Array,
+    logits: jax.Array,
+    weights: jax.Array | None,
+    num_buckets: int,
+    grid: tuple[float, float],
+) -> ExactSum:
+    """The ``[2, num_buckets]`` class histogram of flat float32 arrays (exact / compensated).
+
+    Each element's larger class share ``max(y, 1 − y)`` goes to its majority
+    class in one scatter over ``2 · num_buckets`` segments; the minority share
+    (soft labels only) takes a second scatter that ``lax.cond`` skips when
+    every label is 0 or 1. Unweighted hard labels are an exact int32 count.
+    """
+    b = bucket_index(logits, num_buckets, grid)
+    two_b = 2 * num_buckets
+    nan = b == num_buckets  # NaN logits: kept out of both rows (id 2B is dropped)
+    major = (labels >= 0.5).astype(jnp.int32)
+    soft = jnp.any((labels != 0) & (labels != 1))
+
+    def pair(x: ExactSum) -> tuple[jax.Array, jax.Array]:
+        return x.hi, x.lo
+
+    def ids(cls: jax.Array) -> jax.Array:
+        return jnp.where(nan, jnp.int32(two_b), b + num_buckets * cls)
+
+    def major_part() -> tuple[jax.Array, jax.Array]:
+        share = jnp.maximum(labels, 1.0 - labels)
+        return pair(
+            exact_segment_sum(
+                share if weights is None else times_or_zero(weights, share), ids(major), two_b
+            )
+        )
+
+    def minor_part() -> tuple[jax.Array, jax.Array]:
+        share = jnp.minimum(labels, 1.0 - labels)
+        data = share if weights is None else times_or_zero(weights, share)
+        return pair(exact_segment_sum(data, ids(1 - major), two_b))
+
+    if weights is None:
+        hi, lo = jax.lax.cond(
+            soft, major_part, lambda: pair(exact_segment_sum(None, ids(major), two_b))
+        )
+    else:
+        hi, lo = major_part()
+    # zeros_like of the major part: same (e.g. shard_map-varying) type in both branches.
+    m_hi, m_lo = jax.lax.cond(soft, minor_part, lambda: (jnp.zeros_like(hi), jnp.zeros_like(lo)))
+    out = ExactSum(hi, lo)
+    return out.merge(ExactSum(m_hi, m_lo)).reshape((2, num_buckets))
+
+
 @jax.jit
 def _update(
     state: LogitHistogram, labels: jax.Array, logits: jax.Array, sample_weight: jax.Array | None
@@ -335,18 +392,12 @@ def _update(
     flat_lab, flat_x, w = flatten(lab, x, w)
     assert flat_lab is not None and flat_x is not None
     lab, x = flat_lab, flat_x
-    b = bucket_index(x, state.num_buckets, state.grid)
-    pos_w = lab if w is None else w * lab
-    neg_w = 1.0 - lab if w is None else w * (1.0 - lab)
-    nb = state.num_buckets
-    neg = exact_segment_sum(neg_w, b, nb)
-    pos = exact_segment_sum(pos_w, b, nb)
-    counts = ExactSum(jnp.stack([neg.hi, pos.hi]), jnp.stack([neg.lo, pos.lo]))
+    counts = histogram_counts(lab, x, w, state.num_buckets, state.grid)
     loss, p = binary_loss_and_probability(lab, x)
     parts = [
-        exact_total(loss if w is None else w * loss),
+        exact_total(loss if w is None else times_or_zero(w, loss)),
         exact_total(p if w is None else w * p),
-        exact_total(pos_w),
+        exact_total(lab if w is None else w * lab),
         ExactSum.from_value(int(x.size)) if w is None else exact_total(w),
     ]
     sums = ExactSum(jnp.stack([s.hi for s in parts]), jnp.stack([s.lo for s in parts]))

@@ -11,7 +11,13 @@ from jax.typing import ArrayLike
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_total
 from jaxheads.metrics._exact_sum import ExactSum
-from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank
+from jaxheads.metrics._shapes import (
+    as_f32,
+    broadcast_weights,
+    flatten,
+    match_label_rank,
+    times_or_zero,
+)
 
 __all__ = ["Accuracy", "Mean"]
 
@@ -36,7 +42,7 @@ def _weighted_sums(values: jax.Array, weights: jax.Array | None) -> tuple[ExactS
     """
     if weights is None:
         return exact_total(values), ExactSum.from_value(int(values.size))
-    return exact_total(values * weights), exact_total(weights)
+    return exact_total(times_or_zero(weights, values)), exact_total(weights)
 
 
 class _WeightedMean(MetricState):

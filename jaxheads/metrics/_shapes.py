@@ -8,7 +8,7 @@ from jax.typing import ArrayLike
 
 from jaxheads._shapes import flat_views
 
-__all__ = ["as_f32", "broadcast_weights", "flatten", "match_label_rank"]
+__all__ = ["as_f32", "broadcast_weights", "flatten", "match_label_rank", "times_or_zero"]
 
 
 def as_f32(x: ArrayLike) -> jax.Array:
@@ -86,3 +86,14 @@ def broadcast_weights(
 def flatten(*arrays: jax.Array | None) -> tuple[jax.Array | None, ...]:
     """1-D views behind one ``optimization_barrier``: :func:`jaxheads._shapes.flat_views`."""
     return flat_views(*arrays)
+
+
+def times_or_zero(weights: jax.Array, values: jax.Array) -> jax.Array:
+    """``weights * values`` with ``0 · ±inf = 0``: a zero weight removes an example.
+
+    TF computes ``0 · inf = NaN`` here; an example with weight 0 is not part of
+    the evaluation, so its (possibly infinite) loss or prediction must not turn
+    the metric into NaN. No ``0 · inf`` is ever evaluated (``jax_debug_nans``).
+    """
+    zero = weights == 0
+    return jnp.where(zero, 0.0, weights) * jnp.where(zero, 0.0, values)
