@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from jaxheads import _validate
 from jaxheads._shapes import shape_str
 
 __all__ = ["traced_value_checks"]
@@ -98,7 +99,18 @@ def float_logits(logits: Any, logits_dimension: int) -> jax.Array:
             f"{shape_str(logits.shape)}: expected the last dimension to be "
             f"logits_dimension={logits_dimension}."
         )
-    return logits.astype(jnp.float32)
+    return jnp.asarray(logits, jnp.float32)
+
+
+def check_features(features: Any) -> None:
+    """``features`` must be ``None`` or a mapping of feature name to array (TF's features dict)."""
+    if features is not None and not isinstance(features, Mapping):
+        shape = np.shape(features) if isinstance(features, (np.ndarray, jax.Array)) else None
+        got = f"an array of shape {shape_str(shape)}" if shape is not None else type(features)
+        raise TypeError(
+            f"features must be a dict mapping feature names to arrays (or None); got {got}. "
+            "Give the model its inputs directly and the head a dict such as {'weight': w}."
+        )
 
 
 def weights_from_features(
@@ -114,6 +126,7 @@ def weights_from_features(
     """
     from jaxheads.feature_column import NumericColumn
 
+    check_features(features)
     ones_shape = tuple(logits_shape[:-1]) + (1,)
     if weight_column is None:
         return jnp.ones(ones_shape, jnp.float32)
@@ -189,24 +202,10 @@ def loss_fn_params(loss_fn: Callable[..., Any]) -> frozenset[str]:
 
 
 def check_thresholds(thresholds: Any) -> tuple[float, ...]:
-    """A head's ``thresholds`` as a tuple of floats, each strictly inside (0, 1).
-
-    The one validation of head thresholds (binary and multi-label heads).
-    """
-    values = tuple(float(t) for t in thresholds) if thresholds else ()
-    for t in values:
-        if not 0.0 < t < 1.0:
-            raise ValueError(
-                f"thresholds not in (0, 1): {(values,)}. thresholds must be in (0, 1) range. "
-                f"Given: {t} (each threshold must satisfy 0 < t < 1)."
-            )
-    return values
+    """``thresholds`` as a tuple of floats, each strictly inside (0, 1) (see ``_validate``)."""
+    return _validate.thresholds(thresholds)
 
 
 def check_num_thresholds(num_thresholds: Any) -> int:
-    """A head's ``num_thresholds`` (AUC curve size): an int > 1."""
-    if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int):
-        raise ValueError(f"num_thresholds must be an int > 1, got {num_thresholds!r}.")
-    if num_thresholds < 2:
-        raise ValueError(f"num_thresholds must be an int > 1, got {num_thresholds!r}.")
-    return num_thresholds
+    """A head's ``num_thresholds`` (AUC curve size): an int > 1 (NumPy integers too, not bool)."""
+    return _validate.positive_int(num_thresholds, "num_thresholds", minimum=2)

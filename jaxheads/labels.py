@@ -254,28 +254,28 @@ def dense_labels(labels: Any, logits_shape: tuple[int, ...], expected_dim: int) 
     (and for any ``expected_dim`` the expansion happens first, so a wrong last
     dimension is reported as such, as TF does).
     """
-    labels = jnp.asarray(require(labels))
-    if labels.ndim == len(logits_shape) - 1:
-        labels = labels[..., None]
-    if labels.ndim < 2:
+    dense: jax.Array = jnp.asarray(require(labels))
+    if dense.ndim == len(logits_shape) - 1:
+        dense = dense[..., None]
+    if dense.ndim < 2:
         raise ValueError(
-            f"labels must have rank at least 2.  Received rank {labels.ndim}, shape "
-            f"{shape_str(labels.shape)}."
+            f"labels must have rank at least 2.  Received rank {dense.ndim}, shape "
+            f"{shape_str(dense.shape)}."
         )
-    if labels.shape[-1] != expected_dim:
+    if dense.shape[-1] != expected_dim:
         raise ValueError(
             f"Mismatched label shape. Expected labels dimension={expected_dim}.  Received "
-            f"{labels.shape[-1]} (labels shape {shape_str(labels.shape)}). Suggested Fix: If "
+            f"{dense.shape[-1]} (labels shape {shape_str(dense.shape)}). Suggested Fix: If "
             "your classifier expects one-hot encoding label, check your n_classes argument to "
             "the estimator and/or the shape of your label. Otherwise, check the shape of your "
             "label."
         )
     expected = tuple(logits_shape[:-1]) + (expected_dim,)
-    if labels.shape != expected:
+    if dense.shape != expected:
         raise ValueError(
             f"labels shape must be [D0, D1, ... DN, {expected_dim}]. Suggested Fix: check your "
             "n_classes argument to the head and/or the shape of your label., "
             f"expected_labels_shape: {shape_str(expected)}. labels_shape: "
-            f"{shape_str(labels.shape)}."
+            f"{shape_str(dense.shape)}."
         )
-    return labels
+    return dense

@@ -91,7 +91,8 @@ class LabelVocabulary:
                 f"class ids must be in [0, {len(self.classes)}), got values in "
                 f"[{ids.min()}, {ids.max()}]."
             )
-        return np.asarray(self.classes, dtype=str)[ids]
+        names: np.ndarray = np.asarray(self.classes, dtype=str)[ids]
+        return names
 
 
 def default_class_names(n_classes: int) -> LabelVocabulary:

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-from flax import struct
 from jax.typing import ArrayLike
 
 from jaxheads import metrics
@@ -42,6 +41,10 @@ __all__ = [
     "init_regularization",
     "update_regularization",
 ]
+
+
+# Metadata of a static field: part of the tree structure, not a leaf.
+_STATIC = {"pytree_node": False}
 
 
 # ---------------------------------------------------------------------- configurations
@@ -99,14 +102,14 @@ class HeadMetrics(metrics.MetricState):
     """
 
     regularization_loss: metrics.Mean | None
-    config: Any = struct.field(pytree_node=False)
+    config: Any = dataclasses.field(metadata=_STATIC)
 
 
 class BinaryHeadMetrics(HeadMetrics):
     """Metric state of a ``BinaryClassHead``: one joint bucketing of every count."""
 
     counts: metrics.BinaryClassifierMetrics
-    config: BinaryMetricsConfig = struct.field(pytree_node=False)
+    config: BinaryMetricsConfig = dataclasses.field(metadata=_STATIC)
 
 
 class RegressionHeadMetrics(HeadMetrics):
@@ -115,7 +118,7 @@ class RegressionHeadMetrics(HeadMetrics):
     loss: metrics.Mean
     prediction: metrics.Mean
     label: metrics.Mean
-    config: RegressionMetricsConfig = struct.field(pytree_node=False)
+    config: RegressionMetricsConfig = dataclasses.field(metadata=_STATIC)
 
 
 class MultiClassHeadMetrics(HeadMetrics):
@@ -123,7 +126,7 @@ class MultiClassHeadMetrics(HeadMetrics):
 
     loss: metrics.Mean
     accuracy: metrics.Accuracy
-    config: MultiClassMetricsConfig = struct.field(pytree_node=False)
+    config: MultiClassMetricsConfig = dataclasses.field(metadata=_STATIC)
 
 
 class MultiLabelHeadMetrics(HeadMetrics):
@@ -141,7 +144,7 @@ class MultiLabelHeadMetrics(HeadMetrics):
     at_thresholds_inclusive: metrics.ConfusionAtThresholds | None
     class_probability: tuple[metrics.Mean, ...]
     class_curves: tuple[metrics.ConfusionCurve, ...]
-    config: MultiLabelMetricsConfig = struct.field(pytree_node=False)
+    config: MultiLabelMetricsConfig = dataclasses.field(metadata=_STATIC)
 
 
 class MultiHeadMetrics(HeadMetrics):
@@ -149,7 +152,7 @@ class MultiHeadMetrics(HeadMetrics):
 
     heads: dict[str, Any]
     losses: dict[str, metrics.Mean]
-    config: MultiHeadMetricsConfig = struct.field(pytree_node=False)
+    config: MultiHeadMetricsConfig = dataclasses.field(metadata=_STATIC)
 
 
 # ---------------------------------------------------------------------- shared steps

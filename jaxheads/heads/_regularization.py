@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxheads import _checks
+from jaxheads._shapes import shape_str
 
 __all__ = ["add_n", "wants_metric"]
 
@@ -34,7 +34,7 @@ def add_n(regularization_losses: Sequence[ArrayLike] | None) -> jax.Array | None
     for i, v in enumerate(values):
         if v.shape != ():
             raise ValueError(
-                f"regularization_losses[{i}] must be a scalar, got shape {_checks.shape_str(v.shape)}."
+                f"regularization_losses[{i}] must be a scalar, got shape {shape_str(v.shape)}."
             )
     return jnp.sum(jnp.stack(values))
 

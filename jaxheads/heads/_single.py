@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxheads import _checks
+from jaxheads import _checks, _validate
 from jaxheads._loss_terms import LossTerms
 from jaxheads._shapes import expand_trailing, shape_str
 from jaxheads.heads._metric_state import (
@@ -150,10 +150,9 @@ class SingleHead(LossHead[SM]):
 
     def _validate_common(self) -> None:
         """Normalises ``loss_reduction`` and checks ``loss_fn`` (call from ``__post_init__``)."""
-        object.__setattr__(self, "loss_reduction", Reduction.validate(self.loss_reduction))
+        object.__setattr__(self, "loss_reduction", _validate.loss_reduction(self.loss_reduction))
         _checks.check_loss_fn_args(self.loss_fn, LOSS_FN_ARGS)
-        if self.name is not None and not isinstance(self.name, str):
-            raise TypeError(f"name must be a string or None, got {type(self.name)}.")
+        object.__setattr__(self, "name", _validate.name(self.name))
 
     @property
     def reduction(self) -> Reduction:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxheads import _checks, _compat, losses, metrics
+from jaxheads import _checks, _compat, _validate, losses, metrics
 from jaxheads import labels as lb
 from jaxheads.heads._metric_state import (
     BinaryHeadMetrics,
@@ -76,14 +76,17 @@ class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
     _state_class = BinaryHeadMetrics
 
     def __post_init__(self) -> None:
-        vocabulary = LabelVocabulary.from_argument(self.label_vocabulary)
+        vocabulary = LabelVocabulary.from_argument(
+            _validate.label_vocabulary(self.label_vocabulary, n_classes=2)
+        )
         object.__setattr__(
             self, "label_vocabulary", None if vocabulary is None else vocabulary.classes
         )
         object.__setattr__(self, "thresholds", _checks.check_thresholds(self.thresholds))
         self._validate_common()
         _compat.check_compat(self.compat)
-        _checks.check_num_thresholds(self.num_thresholds)
+        num_thresholds = _checks.check_num_thresholds(self.num_thresholds)
+        object.__setattr__(self, "num_thresholds", num_thresholds)
 
     @property
     def logits_dimension(self) -> int:

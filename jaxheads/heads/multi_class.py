@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxheads import _validate, losses, metrics
 from jaxheads import labels as lb
-from jaxheads import losses, metrics
 from jaxheads._shapes import shape_str
 from jaxheads.heads._metric_state import (
     MultiClassHeadMetrics,
@@ -95,10 +95,12 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
     _state_class = MultiClassHeadMetrics
 
     def __post_init__(self) -> None:
-        n = self.n_classes
+        n = _validate.scalar(self.n_classes)
         if n is None:
             raise ValueError("n_classes cannot be None")
-        vocabulary = LabelVocabulary.from_argument(self.label_vocabulary)
+        vocabulary = LabelVocabulary.from_argument(
+            _validate.label_vocabulary(self.label_vocabulary)
+        )
         if vocabulary is not None and len(vocabulary) != n:
             raise ValueError(
                 '"label_vocabulary" does not have "n_classes" items. '

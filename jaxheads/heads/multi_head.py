@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxheads import metrics
+from jaxheads import _validate, metrics
 from jaxheads._loss_terms import LossTerms
 from jaxheads._shapes import shape_str
 from jaxheads.heads._metric_state import (
@@ -84,15 +84,9 @@ class MultiHead(Head[MultiHeadMetrics]):
     def __post_init__(self) -> None:
         heads = check_heads(self.heads)
         head_weights = self.head_weights
-        if head_weights:
-            if len(head_weights) != len(heads):
-                raise ValueError(
-                    "heads and head_weights must have the same size. "
-                    f"Given len(heads): {len(heads)}. Given len(head_weights): {len(head_weights)}."
-                )
-            head_weights = tuple(float(w) for w in head_weights)
-        else:
-            head_weights = None
+        if isinstance(head_weights, (list, tuple)) and not head_weights:
+            head_weights = None  # TF: an empty list means no weights
+        head_weights = _validate.head_weights(head_weights, len(heads))
         object.__setattr__(self, "heads", heads)
         object.__setattr__(self, "head_weights", head_weights)
 

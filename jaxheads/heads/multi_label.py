@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxheads import _checks, _compat, losses, metrics
+from jaxheads import _checks, _compat, _validate, losses, metrics
 from jaxheads import labels as lb
 from jaxheads.heads._metric_state import (
     MultiLabelHeadMetrics,
@@ -123,7 +123,7 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
     _state_class = MultiLabelHeadMetrics
 
     def __post_init__(self) -> None:
-        n = self.n_classes
+        n = _validate.scalar(self.n_classes)
         if n is None or isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
             raise ValueError(
                 f"n_classes must be > 1 for multi-label classification. Given: {n}"
@@ -132,7 +132,10 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
         object.__setattr__(self, "n_classes", int(n))
         object.__setattr__(self, "thresholds", _checks.check_thresholds(self.thresholds))
         vocabulary = LabelVocabulary.from_argument(
-            self.label_vocabulary, message="label_vocabulary must be a list or tuple"
+            _validate.label_vocabulary(
+                self.label_vocabulary, tf_message="label_vocabulary must be a list or tuple"
+            ),
+            message="label_vocabulary must be a list or tuple",
         )
         if vocabulary is not None and len(vocabulary) != self.n_classes:
             raise ValueError(
@@ -151,35 +154,11 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
             self._class_ids_for_metrics(self.classes_for_class_based_metrics),
         )
         _compat.check_compat(self.compat)
-        _checks.check_num_thresholds(self.num_thresholds)
+        num_thresholds = _checks.check_num_thresholds(self.num_thresholds)
+        object.__setattr__(self, "num_thresholds", num_thresholds)
 
     def _class_ids_for_metrics(self, classes: Any) -> tuple[int, ...]:
-        if not classes:
-            return ()
-        classes = list(classes)
-        if isinstance(classes[0], (str, bytes)):
-            if not self.label_vocabulary:
-                raise ValueError(
-                    "label_vocabulary must be provided when classes_for_class_based_metrics "
-                    "are strings."
-                )
-            vocab = list(self.label_vocabulary)
-            # list.index raises Python's own "'z' is not in list", as TF.
-            return tuple(
-                vocab.index(c.decode("utf-8") if isinstance(c, bytes) else c) for c in classes
-            )
-        for class_id in classes:
-            if (
-                isinstance(class_id, bool)
-                or not isinstance(class_id, (int, np.integer))
-                or class_id < 0
-                or class_id >= self.n_classes
-            ):
-                raise ValueError(
-                    "All classes_for_class_based_metrics must be in range "
-                    f"[0, {self.n_classes - 1}]. Given: {class_id}"
-                )
-        return tuple(int(c) for c in classes)
+        return _validate.class_ids_for_metrics(classes, self.n_classes, self.label_vocabulary)
 
     @property
     def logits_dimension(self) -> int:
@@ -206,12 +185,12 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
             return self._sparse_to_multi_hot(labels.ids)
         if is_string_array(labels):
             return self._sparse_to_multi_hot(lb.pad_label_sets(labels))
-        labels = jnp.asarray(labels)
-        lb.check_numeric(labels)
+        dense = jnp.asarray(labels)
+        lb.check_numeric(dense)
         lb.check_range(
-            labels, 2, message="labels must be an integer indicator Tensor with values in [0, 1]"
+            dense, 2, message="labels must be an integer indicator Tensor with values in [0, 1]"
         )
-        return labels.astype(jnp.float32)
+        return jnp.asarray(dense, jnp.float32)
 
     def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
         """Host side: any accepted label form → float32 multi-hot ``[…, n_classes]`` for ``jit``.

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxheads import _validate, losses, metrics
 from jaxheads import labels as lb
-from jaxheads import losses, metrics
 from jaxheads.heads._metric_state import (
     RegressionHeadMetrics,
     RegressionMetricsConfig,
@@ -40,9 +40,12 @@ __all__ = [
 ]
 
 
-def _check_label_dimension(label_dimension: Any) -> None:
-    if not isinstance(label_dimension, int) or label_dimension < 1:
-        raise ValueError(f"Invalid label_dimension {label_dimension}: expected an int >= 1.")
+def _check_label_dimension(head: Any) -> None:
+    """Validates ``head.label_dimension`` (NumPy/JAX integers too, never bool) and stores an int."""
+    label_dimension = _validate.positive_int(
+        head.label_dimension, "label_dimension", tf_message="Invalid label_dimension"
+    )
+    object.__setattr__(head, "label_dimension", label_dimension)
 
 
 class _RegressionFamily(SingleHead[RegressionHeadMetrics]):
@@ -168,7 +171,7 @@ class RegressionHead(_RegressionFamily):
     name: str | None = None
 
     def __post_init__(self) -> None:
-        _check_label_dimension(self.label_dimension)
+        _check_label_dimension(self)
         self._validate_common()
 
     def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
@@ -234,7 +237,7 @@ class PoissonRegressionHead(_RegressionFamily):
     loss_fn: None = dataclasses.field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _check_label_dimension(self.label_dimension)
+        _check_label_dimension(self)
         self._validate_common()
 
     def _builtin_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxheads import _checks
 from jaxheads import labels as lb
 from jaxheads._loss_terms import LossTerms
 from jaxheads._shapes import expand_trailing, shape_str
@@ -183,13 +184,20 @@ class SequentialHeadWrapper(LossHead[SM]):
 
     def _mask(self, features: Features, logits: jax.Array) -> jax.Array:
         key = self.input_sequence_mask_key
+        _checks.check_features(features)
         if features is None or key not in features:
             found = None if features is None else list(features.keys())
             raise ValueError(
                 f"The provided sequence_length_mask key `{key}` should be included in the "
                 f"features dictionary, but was not found. Found keys: {found}."
             )
-        mask = jnp.asarray(features[key])
+        raw = features[key]
+        if not isinstance(raw, jax.Array) and np.asarray(raw).dtype.kind not in "biuf":
+            raise TypeError(
+                f"The sequence mask features[{key!r}] must be bool or numeric ([B, T], non-zero "
+                f"= a valid step); got dtype {np.asarray(raw).dtype}."
+            )
+        mask = jnp.asarray(raw)
         if mask.ndim != 2:
             raise ValueError(
                 f"Mask is expected to have two dimensions, got {mask.ndim} instead (shape "
