@@ -410,3 +410,24 @@ def test_eval_loss_is_the_mean_over_batches():
     np.testing.assert_allclose(results["loss"], np.mean(losses), rtol=1e-6)
     assert "loss" not in HEAD.compute_metrics(out.metrics)  # head keys unchanged
     assert float(out.batches) == 3.0
+
+
+def test_check_labels_false_still_encodes_strings():
+    head = jh.BinaryClassHead(label_vocabulary=["no", "yes"])
+    model = LinenHead(head)
+    x = np.ones((4, 4), np.float32)
+    params = model.init(jax.random.key(0), x)["params"]
+    state = train_state.TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(1.0))
+    names = np.array([["yes"], ["no"], ["yes"], ["yes"]])
+    ids = np.array([[1.0], [0.0], [1.0], [1.0]], np.float32)
+    unchecked = train.make_train_step(None, head, check_labels=False)
+    _, a = unchecked(state, x, names)
+    _, b = train.make_train_step(None, head)(state, x, ids)
+    _close(a.loss, b.loss)
+    with pytest.raises(ValueError, match="maybe"):
+        unchecked(state, x, np.array([["yes"], ["maybe"], ["no"], ["no"]]))
+
+
+def test_global_batch_refuses_rows_that_do_not_split(mesh):
+    with pytest.raises(ValueError, match=r"host batch sizes \[13\].*pad_batch"):
+        train.global_batch({"x": np.ones((13, 3), np.float32)}, mesh)
