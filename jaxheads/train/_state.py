@@ -77,7 +77,11 @@ def check_collections(state: Any, collections: Sequence[str]) -> None:
 
 
 def collections_of(state: Any, collections: Sequence[str]) -> dict[str, PyTree]:
-    """The state's mutable collections (fields validated by :func:`check_collections`)."""
+    """The state's mutable collections (fields validated by :func:`check_collections`).
+
+    The names are the user's ``mutable=`` argument, checked against the
+    dataclass fields on the host: a read of declared fields, not a probe.
+    """
     return {name: getattr(state, name) for name in collections}
 
 
