@@ -46,7 +46,7 @@ def _describe(value: Any) -> str:
     return f"{shown} (type {type(value).__name__})"
 
 
-def _scalar(value: Any) -> Any:
+def scalar(value: Any) -> Any:
     """A 0-d NumPy/JAX array as its NumPy scalar; anything else unchanged."""
     if isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 0:
         return np.asarray(value)[()]
@@ -73,9 +73,9 @@ def _sequence(value: Any, name: str, expected: str) -> list[Any]:
                 f"{name} must be a 1-d sequence of {expected}; got an array of shape "
                 f"{tuple(np.shape(value))}: {_describe(value)}."
             )
-        return [_scalar(v) for v in np.asarray(value)]
+        return [scalar(v) for v in np.asarray(value)]
     if isinstance(value, (list, tuple)):
-        return [_scalar(v) for v in value]
+        return [scalar(v) for v in value]
     raise ValueError(
         f"{name} must be a list, tuple or 1-d array of {expected}; got {_describe(value)}."
     )
@@ -97,14 +97,14 @@ def positive_int(value: Any, name: str, minimum: int = 1, tf_message: str = "") 
       >>> positive_int(np.int64(3), "label_dimension")
       3
     """
-    scalar = _scalar(value)
-    if not _is_int(scalar) or scalar < minimum:
+    item = scalar(value)
+    if not _is_int(item) or item < minimum:
         prefix = f"{tf_message}. " if tf_message else ""
         raise ValueError(
             f"{prefix}{name} must be an int >= {minimum} (Python or NumPy integer, not bool); "
             f"got {_describe(value)}."
         )
-    return int(scalar)
+    return int(item)
 
 
 def thresholds(value: Any, name: str = "thresholds") -> tuple[float, ...]:
@@ -134,8 +134,8 @@ def thresholds(value: Any, name: str = "thresholds") -> tuple[float, ...]:
     for t in result:
         if not 0.0 < t < 1.0:  # False for NaN too
             raise ValueError(
-                f"{name} must be in (0, 1) range. Given: {t}. ({name} not in (0, 1): got "
-                f"{result}; expected every threshold t to satisfy 0 < t < 1.)"
+                f"{name} not in (0, 1): {(result,)}. {name} must be in (0, 1) range. Given: "
+                f"{t} (expected every threshold t to satisfy 0 < t < 1)."
             )
     return result
 
@@ -167,7 +167,7 @@ def class_ids_for_metrics(
             text = item.decode("utf-8") if isinstance(item, (bytes, np.bytes_)) else str(item)
             if vocabulary is None:
                 raise ValueError(
-                    f"label_vocabulary must be provided when {name} are strings; got "
+                    f"label_vocabulary must be provided when {name} are strings. Got "
                     f"{_describe(value)}."
                 )
             if text not in vocabulary:
@@ -282,4 +282,4 @@ def name(value: Any, argument: str = "name") -> str | None:
 
 def loss_reduction(value: Any) -> Reduction:
     """The canonical :class:`~jaxheads.Reduction` (``NONE`` refused, as in TF)."""
-    return Reduction.validate(_scalar(value))
+    return Reduction.validate(scalar(value))

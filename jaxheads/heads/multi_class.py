@@ -214,7 +214,7 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
         logits = self._float_logits(logits)
         predictions = {
             PredictionKeys.LOGITS: logits,
-            PredictionKeys.PROBABILITIES: jax.nn.softmax(logits, axis=-1),
+            PredictionKeys.PROBABILITIES: losses.softmax(logits),  # defined at +inf (no NaN)
             PredictionKeys.CLASS_IDS: jnp.argmax(logits, axis=-1, keepdims=True).astype(jnp.int32),
             PredictionKeys.ALL_CLASS_IDS: jnp.broadcast_to(
                 jnp.arange(self.n_classes, dtype=jnp.int32), logits.shape
