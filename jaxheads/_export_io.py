@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -20,6 +20,10 @@ from jax import export as jax_export
 from jaxheads.heads.base import Head
 
 __all__ = ["call", "check_head", "decode", "split_blob", "symbolic_specs"]
+
+
+# jax.ShapeDtypeStruct's constructor is unannotated; a typed alias keeps strict checkers quiet.
+_struct: Callable[..., jax.ShapeDtypeStruct] = jax.ShapeDtypeStruct
 
 
 def check_head(head: object) -> None:
@@ -40,7 +44,7 @@ def symbolic_specs(example_inputs: Any, batch_dim: str | None) -> Any:
     if not leaves:
         raise ValueError("example_inputs: must hold at least one array, got none.")
     if batch_dim is None:
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), _dtype(x)), example_inputs)
+        return jax.tree.map(lambda x: _struct(np.shape(x), _dtype(x)), example_inputs)
     (batch,) = jax_export.symbolic_shape(batch_dim)
 
     def spec(x: Any) -> jax.ShapeDtypeStruct:
@@ -50,7 +54,7 @@ def symbolic_specs(example_inputs: Any, batch_dim: str | None) -> Any:
                 "example_inputs: every input needs a leading batch dimension; got a scalar "
                 "(pass batch_dim=None to export exact shapes)."
             )
-        return jax.ShapeDtypeStruct((batch,) + tuple(shape[1:]), _dtype(x))
+        return _struct((batch,) + tuple(shape[1:]), _dtype(x))
 
     return jax.tree.map(spec, example_inputs)
 
@@ -162,7 +166,8 @@ def call(exported: jax_export.Exported, inputs: Any) -> dict[str, np.ndarray]:
     ]
     in_tree: Any = exported.in_tree
     args, kwargs = in_tree.unflatten(arrays)
-    outputs = {str(k): np.asarray(v) for k, v in exported.call(*args, **kwargs).items()}
+    run: Callable[..., Mapping[str, Any]] = exported.call  # untyped in jax
+    outputs = {str(k): np.asarray(v) for k, v in run(*args, **kwargs).items()}
     return _empty_outputs(exported, outputs) if empty else outputs
 
 
