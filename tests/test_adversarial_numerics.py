@@ -107,18 +107,9 @@ def test_extreme_logits_loss_and_gradient_never_nan(nan_mode, kind, value):
     assert (np.asarray(grad)[1] == 0).all()
 
 
-_PENDING_SOFTMAX = pytest.mark.xfail(
-    strict=True,
-    reason="fixed by H6 after H1's contract, pending: MultiClassHead probabilities use "
-    "jax.nn.softmax (NaN at +inf); jaxheads.losses.softmax is defined there",
-)
-
-
 @pytest.mark.parametrize("value", EXTREMES)
 @pytest.mark.parametrize("kind", sorted(SINGLE))
-def test_extreme_logits_predictions_never_nan(request, nan_mode, kind, value):
-    if (kind, value) == ("multi_class", INF):
-        request.applymarker(_PENDING_SOFTMAX)
+def test_extreme_logits_predictions_never_nan(nan_mode, kind, value):
     head, _, logits = _case(kind, value)
     assert _no_nan(head.predictions(logits))
     assert _no_nan(head.export_outputs(jnp.asarray(logits)))
@@ -132,39 +123,15 @@ def test_extreme_logits_metrics_never_nan(nan_mode, kind, value):
     _check_metrics(head, labels, logits, {"w": np.array([1.0, 0.5, 2.0], np.float32)})
 
 
-# (kind, value) whose zero-weighted example has an infinite loss or prediction.
-_ZERO_WEIGHT_TIMES_INF = {
-    ("binary", -INF),
-    ("logistic", -INF),
-    ("multi_class", INF),
-    ("multi_label", -INF),
-    ("poisson", INF),
-    ("poisson", -INF),
-    ("poisson", 3e38),
-    ("regression", INF),
-    ("regression", -INF),
-    ("regression", 3e38),
-    ("regression", -3e38),
-}
-
-
 @pytest.mark.parametrize("value", EXTREMES)
 @pytest.mark.parametrize("kind", sorted(SINGLE))
-def test_extreme_logits_metrics_zero_weight_drops_inf(request, nan_mode, kind, value):
+def test_extreme_logits_metrics_zero_weight_drops_inf(nan_mode, kind, value):
     """A zero weight drops an example from the metrics even when its loss is inf (no 0·inf)."""
-    if (kind, value) in _ZERO_WEIGHT_TIMES_INF:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="fixed by H3, pending: metrics multiply values * weights (0·inf = NaN) in "
-                "Mean/average_loss/prediction/mean; jaxheads.losses.times_or_zero is zero-safe",
-            )
-        )
     head, labels, logits = _case(kind, value)
     _check_metrics(head, labels, logits, WEIGHTS)
 
 
-@pytest.mark.parametrize("value", [pytest.param(INF, marks=_PENDING_SOFTMAX), -INF])
+@pytest.mark.parametrize("value", [INF, -INF])
 def test_multi_head_extreme_logits(nan_mode, value):
     multi = jh.MultiHead(
         [jh.MultiClassHead(3, name="a"), jh.PoissonRegressionHead(name="b")], head_weights=[1, 2]
