@@ -40,6 +40,25 @@ class MetricKeys:
     LABEL_MEAN: Final = "label/mean"
     PREDICTION_MEAN: Final = "prediction/mean"
     PROBABILITY_MEAN: Final = "probability_mean"
+    # extended_metrics=True (LogitHistogram; not in TF).
+    ROC_AUC: Final = "roc_auc"
+    ROC_AUC_LOWER: Final = "roc_auc/lower"
+    ROC_AUC_UPPER: Final = "roc_auc/upper"
+    ROC_AUC_STDERR: Final = "roc_auc/stderr"
+    AVERAGE_PRECISION: Final = "average_precision"
+    EXPECTED_CALIBRATION_ERROR: Final = "expected_calibration_error"
+    NORMALIZED_ENTROPY: Final = "normalized_entropy"
+    CALIBRATION_RATIO: Final = "calibration_ratio"
+    EXTENDED: Final = (
+        "roc_auc",
+        "roc_auc/lower",
+        "roc_auc/upper",
+        "roc_auc/stderr",
+        "average_precision",
+        "expected_calibration_error",
+        "normalized_entropy",
+        "calibration_ratio",
+    )
 
 
 class PredictionKeys:

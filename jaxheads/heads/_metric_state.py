@@ -55,6 +55,7 @@ class BinaryMetricsConfig:
     thresholds: tuple[float, ...]
     num_thresholds: int
     compat: str
+    extended: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,10 @@ from jaxheads.keys import ExportKeys, PredictionKeys, SignatureKeys
 from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import LabelVocabulary, default_class_names
 
-__all__ = ["BinaryClassHead", "binary_classification_head"]
+__all__ = ["EXTENDED_LOGIT_BUCKETS", "BinaryClassHead", "binary_classification_head"]
+
+#: Buckets of the logit histogram behind ``extended_metrics=True`` (grid [-16, 16]).
+EXTENDED_LOGIT_BUCKETS = 16384
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,13 @@ class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
         contrib metrics: trapezoidal AUCs with ε = 1e-6, ``>=`` in threshold
         accuracy, ε = 1e-7 in threshold precision/recall).
       num_thresholds: thresholds of the AUC curves (200, as TF).
+      extended_metrics: also keep a :class:`~jaxheads.metrics.LogitHistogram`
+        (16,384 logit buckets on [-16, 16], 256 KiB of state) and report
+        ``roc_auc``, ``roc_auc/lower``, ``roc_auc/upper``, ``roc_auc/stderr``,
+        ``average_precision``, ``expected_calibration_error``,
+        ``normalized_entropy`` and ``calibration_ratio`` (each with the ``/name``
+        suffix) beside TF's keys, whose values do not change. Default ``False``:
+        exactly TF's metrics.
 
     Examples:
       >>> head = BinaryClassHead()
@@ -72,6 +82,7 @@ class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
     name: str | None = None
     compat: str = "v2"
     num_thresholds: int = 200
+    extended_metrics: bool = False
 
     _state_class = BinaryHeadMetrics
 
@@ -87,6 +98,9 @@ class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
         _compat.check_compat(self.compat)
         num_thresholds = _checks.check_num_thresholds(self.num_thresholds)
         object.__setattr__(self, "num_thresholds", num_thresholds)
+        if not isinstance(self.extended_metrics, (bool, np.bool_)):
+            raise ValueError(f"extended_metrics must be a bool; got {self.extended_metrics!r}.")
+        object.__setattr__(self, "extended_metrics", bool(self.extended_metrics))
 
     @property
     def logits_dimension(self) -> int:
@@ -173,6 +187,7 @@ class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
             thresholds=tuple(self.thresholds or ()),
             num_thresholds=self.num_thresholds,
             compat=self.compat,
+            extended=self.extended_metrics,
         )
 
     def init_metrics(self, regularization_losses: Any = None) -> BinaryHeadMetrics:
@@ -183,7 +198,9 @@ class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
         """
         config = self._metrics_config()
         counts = metrics.BinaryClassifierMetrics.empty(
-            num_thresholds=config.num_thresholds, thresholds=config.thresholds
+            num_thresholds=config.num_thresholds,
+            thresholds=config.thresholds,
+            logit_buckets=EXTENDED_LOGIT_BUCKETS if config.extended else 0,
         )
         return BinaryHeadMetrics(
             regularization_loss=init_regularization(regularization_losses),
@@ -198,6 +215,7 @@ class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
             batch.weights,
             class_ids=(batch.logits > 0).astype(jnp.float32),
             loss=batch.loss,
+            logits=batch.logits,
         )
         return state.replace(counts=counts)
 

@@ -36,6 +36,7 @@ from jaxheads.metrics._confusion import (
     count_thresholds_below,
 )
 from jaxheads.metrics._exact_sum import ExactSum, fold_axis0
+from jaxheads.metrics._histogram import LogitHistogram, histogram_counts
 from jaxheads.metrics._mean import Mean
 from jaxheads.metrics._shapes import (
     as_f32,
@@ -93,30 +94,46 @@ class BinaryClassifierMetrics(MetricState):
 
     joint: ExactSum
     sums: ExactSum
+    logit_counts: ExactSum | None = None
     num_thresholds: int = struct.field(pytree_node=False, default=200)
     thresholds: tuple[float, ...] = struct.field(pytree_node=False, default=())
+    logit_buckets: int = struct.field(pytree_node=False, default=0)
+    logit_grid: tuple[float, float] = struct.field(pytree_node=False, default=(-16.0, 16.0))
 
     @classmethod
     def empty(
-        cls, num_thresholds: int = 200, thresholds: float | Sequence[float] = ()
+        cls,
+        num_thresholds: int = 200,
+        thresholds: float | Sequence[float] = (),
+        logit_buckets: int = 0,
+        logit_grid: Sequence[float] = (-16.0, 16.0),
     ) -> BinaryClassifierMetrics:
         """A fresh state.
 
         Args:
           num_thresholds: thresholds of the ROC / PR curves (> 1).
           thresholds: explicit thresholds for :meth:`at_thresholds` (may be empty).
+          logit_buckets: 0 (TF's metrics only), or the ``num_buckets`` of a
+            :class:`~jaxheads.metrics.LogitHistogram` kept alongside (the
+            extended metrics; ``update`` then needs ``logits``). Memory
+            ``2 · logit_buckets`` double-floats (256 KiB at 16,384).
+          logit_grid: the histogram's logit ``grid``.
 
         Raises:
-          ValueError: on invalid ``num_thresholds`` or thresholds.
+          ValueError: on invalid ``num_thresholds``, thresholds or histogram configuration.
         """
         t = ConfusionCurve.empty(num_thresholds).num_thresholds
         ts = _normalize_thresholds(thresholds) if np.size(thresholds) else ()
         nt = len(np.unique(np.asarray(ts, np.float32)))
+        hist = LogitHistogram.empty(logit_buckets, logit_grid) if logit_buckets else None
         return cls(
             joint=ExactSum.zeros((t, 3, nt + 1, 2, 2)),
             sums=ExactSum.zeros((4,)),
+            logit_counts=None if hist is None else hist.counts,
             num_thresholds=t,
             thresholds=ts,
+            logit_buckets=0 if hist is None else hist.num_buckets,
+            logit_grid=(-16.0, 16.0) if hist is None else hist.grid,
         )
 
     def update(
@@ -127,6 +144,7 @@ class BinaryClassifierMetrics(MetricState):
         *,
         class_ids: ArrayLike | None = None,
         loss: ArrayLike | None = None,
+        logits: ArrayLike | None = None,
     ) -> BinaryClassifierMetrics:
         """Folds in a batch (pure; jittable): one scatter for every count.
 
@@ -137,17 +155,24 @@ class BinaryClassifierMetrics(MetricState):
           class_ids: predicted class ids (0/1) of the same shape, for
             :meth:`class_ids`; default ``predictions > 0.5``.
           loss: per-element loss of the same shape, for ``mean("loss")``; default 0.
+          logits: the logits of the same shape; required (and only used) when the
+            state keeps a logit histogram (``logit_buckets > 0``).
 
         Returns:
           The updated state.
 
         Raises:
-          ValueError: on incompatible shapes (naming them).
+          ValueError: on incompatible shapes (naming them), or missing ``logits``.
         """
 
         def arr(x: ArrayLike | None) -> jax.Array | None:
             return None if x is None else jnp.asarray(x)
 
+        if self.logit_counts is not None and logits is None:
+            raise ValueError(
+                "This BinaryClassifierMetrics keeps a logit histogram (logit_buckets="
+                f"{self.logit_buckets}): pass logits= to update()."
+            )
         return _update(
             self,
             jnp.asarray(labels),
@@ -155,6 +180,7 @@ class BinaryClassifierMetrics(MetricState):
             arr(sample_weight),
             arr(class_ids),
             arr(loss),
+            None if self.logit_counts is None else arr(logits),
         )
 
     # ------------------------------------------------------------------ views
@@ -175,6 +201,24 @@ class BinaryClassifierMetrics(MetricState):
         if not self.thresholds:
             raise ValueError("This BinaryClassifierMetrics has no explicit thresholds.")
         return _at_view(self, bool(inclusive), float(epsilon))
+
+    def logit_histogram(self) -> LogitHistogram:
+        """The :class:`~jaxheads.metrics.LogitHistogram` view (its sums are this state's).
+
+        Its normalized entropy uses the ``loss`` given to :meth:`update` (the
+        head's loss); calibration uses the predictions' weighted sum.
+
+        Raises:
+          ValueError: when the state keeps no logit histogram.
+        """
+        if self.logit_counts is None:
+            raise ValueError("This BinaryClassifierMetrics keeps no logit histogram.")
+        return LogitHistogram(
+            counts=self.logit_counts,
+            sums=self.sums,
+            num_buckets=self.logit_buckets,
+            grid=self.logit_grid,
+        )
 
     def class_ids(self, epsilon: float = 0.0) -> ConfusionAtThresholds:
         """Confusion of the class ids (threshold 0.5): precision, recall, and TF's
@@ -228,6 +272,8 @@ class BinaryClassifierMetrics(MetricState):
                 out[threshold_key(MetricKeys.ACCURACY, t)] = accuracy[i]
                 out[threshold_key(MetricKeys.PRECISION, t)] = precision[i]
                 out[threshold_key(MetricKeys.RECALL, t)] = recall[i]
+        if self.logit_counts is not None:
+            out.update(self.logit_histogram().compute())
         return out
 
 
@@ -240,19 +286,27 @@ def _update(
     sample_weight: jax.Array | None,
     class_ids: jax.Array | None,
     loss: jax.Array | None,
+    logits: jax.Array | None,
 ) -> BinaryClassifierMetrics:
     lab, pred = match_label_rank(as_f32(labels), as_f32(predictions))
     shape = tuple(pred.shape)
     extra = {}
-    for name, x in (("class_ids", class_ids), ("loss", loss)):
+    for name, x in (("class_ids", class_ids), ("loss", loss), ("logits", logits)):
         if x is not None:
             x = match_trailing_one(as_f32(x), len(shape))
             if tuple(x.shape) != shape:
                 raise ValueError(f"{name} shape {tuple(x.shape)} != predictions shape {shape}.")
             extra[name] = x
     w = broadcast_weights(sample_weight, shape, "predictions")
-    lab, pred, w, cid, ls = flatten(lab, pred, w, extra.get("class_ids"), extra.get("loss"))
+    lab, pred, w, cid, ls, x = flatten(
+        lab, pred, w, extra.get("class_ids"), extra.get("loss"), extra.get("logits")
+    )
     assert lab is not None and pred is not None
+    logit_counts = state.logit_counts
+    if logit_counts is not None:
+        assert x is not None
+        by_logit = histogram_counts(lab, x, w, state.logit_buckets, state.logit_grid)
+        logit_counts = logit_counts.merge(by_logit)
 
     t = state.num_thresholds
     b = jnp.maximum(jnp.ceil(jnp.clip(pred, 0.0, 1.0) * np.float32(t - 1)).astype(jnp.int32) - 1, 0)
@@ -279,7 +333,9 @@ def _update(
     ]
     sums = ExactSum(jnp.stack([p.hi for p in parts]), jnp.stack([p.lo for p in parts]))
     return state.replace(
-        joint=state.joint.merge(hist.reshape(state.joint.shape)), sums=state.sums.merge(sums)
+        joint=state.joint.merge(hist.reshape(state.joint.shape)),
+        sums=state.sums.merge(sums),
+        logit_counts=logit_counts,
     )
 
 

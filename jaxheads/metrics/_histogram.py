@@ -51,6 +51,7 @@ import numpy as np
 from flax import struct
 from jax.typing import ArrayLike
 
+from jaxheads.keys import MetricKeys
 from jaxheads.metrics import _histogram_stats as stats
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_segment_sum, exact_total
@@ -302,17 +303,17 @@ class LogitHistogram(MetricState):
         return jnp.where(w == 0, 0.0, s[SUMS.index(which)] / jnp.where(w == 0, 1.0, w))
 
     def compute(self) -> dict[str, jax.Array]:
-        """The extended metric table (unsuffixed keys)."""
+        """The extended metric table (:data:`jaxheads.keys.MetricKeys.EXTENDED`, unsuffixed)."""
         lower, upper = self.roc_auc_bounds()
         return {
-            "roc_auc": self.roc_auc(),
-            "roc_auc/lower": lower,
-            "roc_auc/upper": upper,
-            "roc_auc/stderr": self.roc_auc_stderr(),
-            "average_precision": self.average_precision(),
-            "expected_calibration_error": self.expected_calibration_error(),
-            "normalized_entropy": self.normalized_entropy(),
-            "calibration_ratio": self.calibration_ratio(),
+            MetricKeys.ROC_AUC: self.roc_auc(),
+            MetricKeys.ROC_AUC_LOWER: lower,
+            MetricKeys.ROC_AUC_UPPER: upper,
+            MetricKeys.ROC_AUC_STDERR: self.roc_auc_stderr(),
+            MetricKeys.AVERAGE_PRECISION: self.average_precision(),
+            MetricKeys.EXPECTED_CALIBRATION_ERROR: self.expected_calibration_error(),
+            MetricKeys.NORMALIZED_ENTROPY: self.normalized_entropy(),
+            MetricKeys.CALIBRATION_RATIO: self.calibration_ratio(),
         }
 
 
