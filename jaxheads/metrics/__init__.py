@@ -45,6 +45,7 @@ from jaxheads.metrics._confusion import (
 )
 from jaxheads.metrics._exact_sum import ExactSum, fast_two_sum, two_sum
 from jaxheads.metrics._histogram import LogitHistogram
+from jaxheads.metrics._histogram_classes import ClassLogitHistograms, one_vs_rest_logits
 from jaxheads.metrics._mean import Accuracy, Mean
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "Accuracy",
     "BinaryAccuracy",
     "BinaryClassifierMetrics",
+    "ClassLogitHistograms",
     "ConfusionAtThresholds",
     "ConfusionCurve",
     "ExactSum",
@@ -67,5 +69,6 @@ __all__ = [
     "curve_thresholds",
     "fast_two_sum",
     "merge",
+    "one_vs_rest_logits",
     "two_sum",
 ]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxheads.metrics._exact_sum import ExactSum, two_sum
 
@@ -74,12 +75,14 @@ def int_to_exact(s: jax.Array, scale: jax.Array | float = 1.0) -> ExactSum:
     return ExactSum(hi=hi, lo=lo)
 
 
-def _split(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _split(x: jax.Array, axis: int | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``x = d·q + r`` exactly: int32 digits ``d``, power-of-two ``q``, float32 ``r``.
 
-    ``|r| <= q/2``; with non-finite entries anywhere, ``d = 0`` and ``r = x``.
+    ``|r| <= q/2``; ``q`` is one scalar (``axis=None``) or one per slice along
+    the other axes (kept as a broadcastable dimension). Where a slice has a
+    non-finite entry, ``d = 0`` and ``r = x``.
     """
-    abs_total = jnp.sum(jnp.abs(x))
+    abs_total = jnp.sum(jnp.abs(x), axis=axis, keepdims=axis is not None)
     finite = jnp.isfinite(abs_total)
     _, e = jnp.frexp(jnp.where(finite, abs_total, jnp.float32(1.0)))  # Σ|x| < 2^e
     q = _pow2(e - _DIGIT_BITS)
@@ -89,26 +92,33 @@ def _split(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return d_f.astype(jnp.int32), q, r
 
 
-def exact_total(x: jax.Array) -> ExactSum:
-    """Compensated sum of a float32 array (all axes) as a scalar :class:`ExactSum`.
+def exact_total(x: jax.Array, axis: int | None = None) -> ExactSum:
+    """Compensated sum of a float32 array (all axes, or one ``axis``) as an :class:`ExactSum`.
 
     Args:
       x: float32 array, any shape (ideally flat: see ``_shapes.flatten``).
+      axis: ``None`` (a scalar total) or the axis to sum over (one total per
+        slice, each with its own digit scale).
 
     Returns:
-      Scalar :class:`ExactSum`: exact for integer values (total below 2^29),
+      :class:`ExactSum`: exact for integer values (totals below 2^29),
       otherwise within about one float32 rounding of the true sum.
 
     Examples:
       >>> x = jnp.ones((2**24 + 3,), jnp.float32)
       >>> int(exact_total(x).to_numpy())
       16777219
+      >>> exact_total(jnp.array([[1.0, 2.0], [3.0, 4.0]]), axis=0).to_numpy().tolist()
+      [4.0, 6.0]
     """
     x = jnp.asarray(x, jnp.float32)
     if x.size == 0:
-        return ExactSum.zeros(())
-    d, q, r = _split(x)
-    return int_to_exact(jnp.sum(d), q).add(jnp.sum(r))
+        shape = () if axis is None else tuple(np.delete(np.asarray(x.shape), axis))
+        return ExactSum.zeros(shape)
+    d, q, r = _split(x, axis)
+    if axis is None:
+        return int_to_exact(jnp.sum(d), q).add(jnp.sum(r))
+    return int_to_exact(jnp.sum(d, axis=axis), jnp.squeeze(q, axis)).add(jnp.sum(r, axis=axis))
 
 
 def count_segments(segment_ids: jax.Array, num_segments: int) -> ExactSum:

@@ -36,7 +36,8 @@ from jaxheads.metrics._confusion import (
     count_thresholds_below,
 )
 from jaxheads.metrics._exact_sum import ExactSum, fold_axis0
-from jaxheads.metrics._histogram import LogitHistogram, histogram_counts
+from jaxheads.metrics._histogram import LogitHistogram
+from jaxheads.metrics._histogram_kernels import histogram_counts
 from jaxheads.metrics._mean import Mean
 from jaxheads.metrics._shapes import (
     as_f32,
