@@ -18,8 +18,8 @@ their sums differently), AUC / AUC-PR ``atol=1e-6``.  Documented exceptions:
 
 * none yet.
 
-Head families the lead has not implemented yet are skipped (not failed) while
-their class is missing from ``jaxheads``; the tests run once they land.
+A head named by a fixture must exist in ``jaxheads``: a missing or renamed
+class fails every case of its family (it used to skip them, silently).
 
 Mapping onto jaxheads (deliberate differences from TF, see DESIGN.md):
 ``class_ids`` is int32 (TF int64); ``all_class_ids`` is ``[D0..DN, n]`` (TF
@@ -136,11 +136,19 @@ def _cases(predicate=lambda family, case: True):
 
 
 # ----------------------------------------------------------------------------- building heads
+HEAD_CLASSES = {
+    name: cls
+    for name, cls in vars(jh).items()
+    if isinstance(cls, type) and issubclass(cls, jh.Head) and not cls.__abstractmethods__
+}
+
+
 def _head_class(name):
-    cls = getattr(jh, name, None)
-    if cls is None:
-        pytest.skip(f"jaxheads.{name} is not implemented yet")
-    return cls
+    if name not in HEAD_CLASSES:
+        raise AssertionError(
+            f"fixture head {name!r} is not a head class of jaxheads; known: {sorted(HEAD_CLASSES)}"
+        )
+    return HEAD_CLASSES[name]
 
 
 def _tuplify(x):
@@ -317,10 +325,9 @@ def test_unreduced_loss_and_weights(family, case):
                 )
                 for name, sub in _sub_heads(case, head)
             ]
-            if hasattr(head, "head_losses"):
-                got = head.head_losses(labels, logits, features)
-                for name, value in expected["head_losses"].items():
-                    _close(got[name], value, f"{case['id']} batch {i}: head_losses[{name}]")
+            got = head.head_losses(labels, logits, features)
+            for name, value in expected["head_losses"].items():
+                _close(got[name], value, f"{case['id']} batch {i}: head_losses[{name}]")
         else:
             pairs = [("", head, labels, logits, expected["unreduced_loss"], expected["weights"])]
         for name, sub, lb, lg, tf_loss, tf_weights in pairs:
@@ -442,6 +449,17 @@ def test_streaming_metrics(family, case):
         if not np.isclose(float(got[key]), value, **tol):
             failures.append(f"{key}: ours {float(got[key])!r} TF {value!r}")
     assert not failures, f"{case['id']}:\n  " + "\n  ".join(failures)
+
+
+def test_every_fixture_head_is_a_jaxheads_head():
+    """A renamed or removed head fails here by name (and in each of its cases)."""
+    names = set()
+    for _, case in CASES:
+        names.add(case["head"])
+        names.update(h["head"] for h in case.get("kwargs", {}).get("heads", []))
+    assert names <= set(HEAD_CLASSES), sorted(names - set(HEAD_CLASSES))
+    with pytest.raises(AssertionError, match="'BinaryClassHeadV3' is not a head class"):
+        make_head({"head": "BinaryClassHeadV3"})
 
 
 def test_fixtures_cover_the_brief():
