@@ -83,7 +83,7 @@ def float_logits(logits: Any, logits_dimension: int) -> jax.Array:
             "logits must not be None: expected an array of shape [D0, ..., DN, "
             f"{logits_dimension}]."
         )
-    logits = jnp.asarray(logits)
+    logits = _validate.as_numeric_array(logits, "logits")
     if not (
         jnp.issubdtype(logits.dtype, jnp.floating) or jnp.issubdtype(logits.dtype, jnp.integer)
     ):

@@ -23,6 +23,7 @@ import numpy as np
 from jaxheads.reduction import Reduction
 
 __all__ = [
+    "as_numeric_array",
     "class_ids_for_metrics",
     "head_weights",
     "label_vocabulary",
@@ -30,6 +31,7 @@ __all__ = [
     "name",
     "positive_int",
     "thresholds",
+    "weight_column",
 ]
 
 
@@ -283,3 +285,50 @@ def name(value: Any, argument: str = "name") -> str | None:
 def loss_reduction(value: Any) -> Reduction:
     """The canonical :class:`~jaxheads.Reduction` (``NONE`` refused, as in TF)."""
     return Reduction.validate(scalar(value))
+
+
+def weight_column(value: Any) -> Any:
+    """``None``, a feature key (``str``) or a :class:`~jaxheads.NumericColumn`, checked at construction.
+
+    Raises:
+      TypeError: TF's ``"Weight column must be either a string or NumericColumn"``.
+    """
+    from jaxheads.feature_column import NumericColumn
+
+    if value is None or isinstance(value, NumericColumn):
+        return value
+    if isinstance(value, (str, np.str_)):
+        return str(value)
+    raise TypeError(
+        "Weight column must be either a string or NumericColumn. Given type: "
+        f"{type(value)}. (weight_column is the features key of the per-example weights; got "
+        f"{_describe(value)}.)"
+    )
+
+
+def as_numeric_array(value: Any, argument: str) -> jax.Array:
+    """``value`` as a JAX array of numbers or bools; ``TypeError`` naming ``argument`` otherwise.
+
+    ``jnp.asarray`` of strings or objects fails with a message about staging
+    that names neither the argument nor the fix.
+
+    Examples:
+      >>> as_numeric_array(np.array([["a"]]), "labels")
+      Traceback (most recent call last):
+      ...
+      TypeError: labels must be numbers (or bool); got an array of dtype <U1 and shape (1, 1). ...
+    """
+    if not isinstance(value, jax.Array):
+        kind = np.asarray(value).dtype
+        if not (jax.numpy.issubdtype(kind, jax.numpy.number) or kind == np.bool_):
+            hint = (
+                " String labels need a label_vocabulary on a classification head "
+                "(encode_labels maps them to ids on the host)."
+                if argument == "labels"
+                else ""
+            )
+            raise TypeError(
+                f"{argument} must be numbers (or bool); got an array of dtype {kind} and shape "
+                f"{np.shape(value)}.{hint}"
+            )
+    return jax.numpy.asarray(value)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxheads import _checks
+from jaxheads import _checks, _validate
 from jaxheads._shapes import shape_str
 from jaxheads.vocabulary import LabelVocabulary, is_string_array
 
@@ -254,7 +254,7 @@ def dense_labels(labels: Any, logits_shape: tuple[int, ...], expected_dim: int) 
     (and for any ``expected_dim`` the expansion happens first, so a wrong last
     dimension is reported as such, as TF does).
     """
-    dense: jax.Array = jnp.asarray(require(labels))
+    dense: jax.Array = _validate.as_numeric_array(require(labels), "labels")
     if dense.ndim == len(logits_shape) - 1:
         dense = dense[..., None]
     if dense.ndim < 2:

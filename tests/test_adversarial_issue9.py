@@ -319,3 +319,108 @@ def test_truncated_export_blob_is_a_named_error(cut):
     blob = exported.serialize()
     with pytest.raises(ValueError, match=r"^data: (truncated|not a jaxheads export)"):
         ExportedHead.deserialize(blob[:cut])
+
+
+# ------------------------------------------------------------------ found while attacking
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda: jh.BinaryClassHead().loss(np.ones((1, 1)), np.array([["a"]])),
+            r"logits must be numbers \(or bool\); got an array of dtype <U1",
+        ),
+        (
+            lambda: jh.RegressionHead().loss(np.array([["a"]]), np.zeros((1, 1))),
+            r"labels must be numbers \(or bool\); got an array of dtype <U1.*label_vocabulary",
+        ),
+    ],
+    ids=["string_logits", "string_regression_labels"],
+)
+def test_string_arrays_are_named_type_errors(call, match):
+    with pytest.raises(TypeError, match=match):
+        call()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: jh.BinaryClassHead(weight_column=3),
+        lambda: jh.MultiClassHead(3, weight_column=["w"]),
+        lambda: jh.RegressionHead(weight_column=1.0),
+        lambda: jh.PoissonRegressionHead(weight_column=b"w"),
+    ],
+)
+def test_weight_column_checked_at_construction(make):
+    with pytest.raises(TypeError, match=r"Weight column must be either a string or NumericColumn"):
+        make()
+
+
+@pytest.mark.parametrize(
+    "head, logits",
+    [
+        (jh.BinaryClassHead(), np.zeros(3, np.float32)),
+        (jh.MultiClassHead(3), np.float32(0.0)),
+        (jh.RegressionHead(label_dimension=2), np.zeros((3, 3), np.float32)),
+    ],
+    ids=["1d", "0d", "wrong_last_dim"],
+)
+def test_logits_rank_and_width_errors_name_logits(head, logits):
+    with pytest.raises(ValueError, match=r"^logits (must have rank at least 2|shape must be)"):
+        head.loss(np.zeros((3, 1), np.float32), logits)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [np.ones((3, 1, 1), np.float32), np.ones((2, 1), np.float32), np.ones((3, 2), np.float32)],
+    ids=["3d", "short_batch", "two_columns"],
+)
+def test_label_shape_errors_name_labels(labels):
+    with pytest.raises(ValueError, match=r"(?i)label"):
+        jh.BinaryClassHead().loss(labels, np.zeros((3, 1), np.float32))
+
+
+@pytest.mark.parametrize(
+    "reduction", ["sum", "sum_over_batch_size", "mean", "sum_by_nonzero_weights"]
+)
+def test_empty_batch_loss_is_zero_and_metrics_are_finite(reduction):
+    """TF's div_no_nan: an empty batch gives loss 0 under every reduction."""
+    for head, labels in [
+        (jh.BinaryClassHead(loss_reduction=reduction), np.zeros((0, 1), np.float32)),
+        (jh.MultiClassHead(3, loss_reduction=reduction), np.zeros((0, 1), np.int32)),
+        (jh.MultiLabelHead(3, loss_reduction=reduction), np.zeros((0, 3), np.int32)),
+        (jh.PoissonRegressionHead(loss_reduction=reduction), np.zeros((0, 1), np.float32)),
+    ]:
+        logits = np.zeros((0, head.logits_dimension), np.float32)
+        assert float(head.loss(labels, logits)) == 0.0
+        state = head.update_metrics(head.init_metrics(), None, logits, labels)
+        assert all(np.isfinite(v).all() for v in head.compute_metrics(state).values())
+
+
+def test_nan_weights_are_a_named_error_when_concrete():
+    head = jh.BinaryClassHead(weight_column="w")
+    with pytest.raises(ValueError, match=r"weights must not be NaN"):
+        head.loss(np.ones((2, 1)), np.zeros((2, 1)), {"w": np.array([1.0, np.nan])})
+
+
+@pytest.mark.parametrize("dtype", [np.float16, jnp.bfloat16, np.int8, np.int32])
+def test_low_precision_and_int_logits_give_float32_tf_loss(dtype):
+    head = jh.BinaryClassHead()
+    logits = np.array([[-3.0], [2.0]], np.float32)
+    loss = head.loss(np.array([[1.0], [0.0]]), logits.astype(dtype))  # NumPy array of dtype
+    assert loss.dtype == jnp.float32
+    expected = np.mean(np.maximum(logits, 0) - logits * [[1], [0]] + np.log1p(np.exp(-abs(logits))))
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)  # -3, 2 exact in every dtype
+
+
+def test_three_d_logits_equal_flattened_tf_loss():
+    """Leading dims [B, T]: the loss is TF's over the flattened B·T examples."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(2, 3, 1)).astype(np.float32)
+    labels = (rng.uniform(size=(2, 3, 1)) < 0.5).astype(np.float32)
+    w = rng.uniform(size=(2, 3)).astype(np.float32)
+    head = jh.BinaryClassHead(weight_column="w", loss_reduction="mean")
+    got = head.loss(labels, logits, {"w": w})
+    flat = head.loss(labels.reshape(6, 1), logits.reshape(6, 1), {"w": w.reshape(6)})
+    np.testing.assert_allclose(got, flat, rtol=1e-6)

@@ -153,6 +153,7 @@ class SingleHead(LossHead[SM]):
         object.__setattr__(self, "loss_reduction", _validate.loss_reduction(self.loss_reduction))
         _checks.check_loss_fn_args(self.loss_fn, LOSS_FN_ARGS)
         object.__setattr__(self, "name", _validate.name(self.name))
+        object.__setattr__(self, "weight_column", _validate.weight_column(self.weight_column))
 
     @property
     def reduction(self) -> Reduction:
