@@ -117,3 +117,54 @@ def test_state_is_mergeable():
     assert float(head.compute_metrics(merged)["roc_auc"]) == float(
         head.compute_metrics(one)["roc_auc"]
     )
+
+
+def _per_class_keys(n, suffix=""):
+    return {f"{k}/class{c}{suffix}" for k in EXTENDED for c in range(n)}
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_multi_class_one_vs_rest(one_hot):
+    rng = np.random.default_rng(5)
+    n, c = 3000, 3
+    ids = rng.integers(0, c, (n, 1))
+    x = (rng.normal(size=(n, c)) + 1.5 * np.eye(c)[ids[:, 0]]).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, n).astype(np.float32)
+    labels = np.eye(c, dtype=np.float32)[ids[:, 0]] if one_hot else ids
+    kw = dict(n_classes=c, weight_column="w", one_hot_labels=one_hot, name="mc")
+    tf = _run(jh.MultiClassHead(**kw), labels, x, w)
+    ext = _run(jh.MultiClassHead(**kw, extended_metrics=True), labels, x, w)
+    assert set(ext) == set(tf) | _per_class_keys(c, "/mc")
+    for k, v in tf.items():
+        assert float(ext[k]) == float(v), k
+    probs = np.asarray(jax.nn.softmax(x, axis=-1))
+    for k in range(c):
+        exact = skm.roc_auc_score(ids[:, 0] == k, probs[:, k], sample_weight=w)
+        assert float(ext[f"roc_auc/class{k}/mc"]) == pytest.approx(exact, abs=1e-4)
+        assert float(ext[f"roc_auc/lower/class{k}/mc"]) <= exact
+        assert exact <= float(ext[f"roc_auc/upper/class{k}/mc"])
+
+
+def test_multi_label_per_class():
+    rng = np.random.default_rng(6)
+    n, c = 3000, 3
+    y = (rng.random((n, c)) < 0.2).astype(np.float32)
+    x = (rng.normal(size=(n, c)) + 2 * y - 1).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, n).astype(np.float32)
+    kw = dict(n_classes=c, weight_column="w", classes_for_class_based_metrics=(1,))
+    tf = _run(jh.MultiLabelHead(**kw), y, x, w)
+    ext = _run(jh.MultiLabelHead(**kw, extended_metrics=True), y, x, w)
+    assert set(ext) == set(tf) | _per_class_keys(c)
+    for k, v in tf.items():
+        assert float(ext[k]) == float(v), k
+    for k in range(c):
+        exact = skm.roc_auc_score(y[:, k], x[:, k], sample_weight=w)
+        assert float(ext[f"roc_auc/class{k}"]) == pytest.approx(exact, abs=1e-4)
+        loss = np.logaddexp(0, x[:, k]) - x[:, k] * y[:, k]
+        rate = np.sum(w * y[:, k]) / w.sum()
+        ne = np.sum(w * loss) / w.sum() / -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+        assert float(ext[f"normalized_entropy/class{k}"]) == pytest.approx(ne, rel=1e-5)
+    with pytest.raises(ValueError, match="extended_metrics"):
+        jh.MultiLabelHead(n_classes=2, extended_metrics=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="extended_metrics"):
+        jh.MultiClassHead(n_classes=3, extended_metrics=None)  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from jax.typing import ArrayLike
 from jaxheads import metrics
 from jaxheads._tree_diff import config_difference
 from jaxheads.heads import _regularization
-from jaxheads.keys import MetricKeys, summary_key
+from jaxheads.keys import MetricKeys, class_key, summary_key
 
 __all__ = [
     "BinaryHeadMetrics",
@@ -37,6 +37,7 @@ __all__ = [
     "RegressionHeadMetrics",
     "RegressionMetricsConfig",
     "check_state",
+    "extended_class_values",
     "finish",
     "init_regularization",
     "update_regularization",
@@ -72,6 +73,7 @@ class MultiClassMetricsConfig:
 
     n_classes: int
     one_hot_labels: bool
+    extended: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +85,7 @@ class MultiLabelMetricsConfig:
     num_thresholds: int
     compat: str
     classes: tuple[int, ...]
+    extended: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +130,7 @@ class MultiClassHeadMetrics(HeadMetrics):
 
     loss: metrics.Mean
     accuracy: metrics.Accuracy
+    class_histograms: metrics.ClassLogitHistograms | None  # extended_metrics=True only
     config: MultiClassMetricsConfig = dataclasses.field(metadata=_STATIC)
 
 
@@ -145,6 +149,7 @@ class MultiLabelHeadMetrics(HeadMetrics):
     at_thresholds_inclusive: metrics.ConfusionAtThresholds | None
     class_probability: tuple[metrics.Mean, ...]
     class_curves: tuple[metrics.ConfusionCurve, ...]
+    class_histograms: metrics.ClassLogitHistograms | None  # extended_metrics=True only
     config: MultiLabelMetricsConfig = dataclasses.field(metadata=_STATIC)
 
 
@@ -197,6 +202,18 @@ def update_regularization(
             "create it with init_metrics(regularization_losses=True)."
         )
     return tracked.update(value)
+
+
+def extended_class_values(
+    histograms: metrics.ClassLogitHistograms | None, class_names: Sequence[str]
+) -> dict[str, jax.Array]:
+    """``<extended key>/<class name>`` for every class (empty without histograms)."""
+    if histograms is None:
+        return {}
+    out = {}
+    for name, table in zip(class_names, histograms.compute(), strict=True):
+        out.update({class_key(key, name): value for key, value in table.items()})
+    return out
 
 
 def finish(

@@ -17,6 +17,7 @@ from jaxheads._shapes import shape_str
 from jaxheads.heads._metric_state import (
     MultiClassHeadMetrics,
     MultiClassMetricsConfig,
+    extended_class_values,
     init_regularization,
 )
 from jaxheads.heads._single import Batch, SingleHead, classification_outputs, select_predictions
@@ -74,6 +75,13 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
       name: appended to every metric key (``accuracy/<name>``).
       one_hot_labels: take labels as one-hot / probability vectors
         ``[D0, …, DN, n_classes]`` instead of ids.
+      extended_metrics: also keep one :class:`~jaxheads.metrics.LogitHistogram`
+        per class (one-vs-rest: class k against the rest, scored by its softmax log-odds; 16,384 logit buckets: 256 KiB of state per class, e.g.
+        25 MiB for 100 classes) and report ``roc_auc``, ``roc_auc/lower``,
+        ``roc_auc/upper``, ``roc_auc/stderr``, ``average_precision``,
+        ``expected_calibration_error``, ``normalized_entropy`` and
+        ``calibration_ratio`` per class as ``<key>/<class name>`` (then the
+        ``/name`` suffix). TF's keys and values do not change; default ``False``.
 
     Examples:
       >>> head = MultiClassHead(n_classes=3)
@@ -91,6 +99,7 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
     loss_fn: Callable[..., Any] | None = None
     name: str | None = None
     one_hot_labels: bool = False
+    extended_metrics: bool = False
 
     _state_class = MultiClassHeadMetrics
 
@@ -121,6 +130,9 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
                 "one_hot_labels=True cannot be combined with a label_vocabulary: one-hot "
                 "labels are numeric vectors, not class names."
             )
+        if not isinstance(self.extended_metrics, (bool, np.bool_)):
+            raise ValueError(f"extended_metrics must be a bool; got {self.extended_metrics!r}.")
+        object.__setattr__(self, "extended_metrics", bool(self.extended_metrics))
 
     @property
     def logits_dimension(self) -> int:
@@ -240,7 +252,9 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
     # ---------------------------------------------------------------- metrics
     def _metrics_config(self) -> MultiClassMetricsConfig:
         return MultiClassMetricsConfig(
-            n_classes=self.n_classes, one_hot_labels=bool(self.one_hot_labels)
+            n_classes=self.n_classes,
+            one_hot_labels=bool(self.one_hot_labels),
+            extended=self.extended_metrics,
         )
 
     def init_metrics(self, regularization_losses: Any = None) -> MultiClassHeadMetrics:
@@ -254,6 +268,11 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
             config=self._metrics_config(),
             loss=metrics.Mean.empty(),
             accuracy=metrics.Accuracy.empty(),
+            class_histograms=(
+                metrics.ClassLogitHistograms.empty(self.n_classes)
+                if self.extended_metrics
+                else None
+            ),
         )
 
     def _update_state(self, state: MultiClassHeadMetrics, batch: Batch) -> MultiClassHeadMetrics:
@@ -261,15 +280,27 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
         label_ids = batch.labels
         if self.one_hot_labels:
             label_ids = jnp.argmax(batch.labels, axis=-1, keepdims=True)
+        histograms = state.class_histograms
+        if histograms is not None:
+            per_class = batch.labels
+            if not self.one_hot_labels:
+                per_class = jax.nn.one_hot(label_ids[..., 0], self.n_classes, dtype=jnp.float32)
+            histograms = histograms.update(
+                per_class, metrics.one_vs_rest_logits(batch.logits), batch.weights
+            )
         return state.replace(
             loss=state.loss.update(batch.loss, batch.weights),
             accuracy=state.accuracy.update(label_ids, class_ids, batch.weights),
+            class_histograms=histograms,
         )
 
     def _metric_values(self, state: MultiClassHeadMetrics) -> dict[str, jax.Array]:
+        names = self._vocabulary.classes if self.label_vocabulary else None
+        names = names or tuple(f"class{k}" for k in range(self.n_classes))
         return {
             MetricKeys.LOSS_MEAN: state.loss.compute(),
             MetricKeys.ACCURACY: state.accuracy.compute(),
+            **extended_class_values(state.class_histograms, names),
         }
 
 

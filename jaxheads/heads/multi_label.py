@@ -27,6 +27,7 @@ from jaxheads import labels as lb
 from jaxheads.heads._metric_state import (
     MultiLabelHeadMetrics,
     MultiLabelMetricsConfig,
+    extended_class_values,
     init_regularization,
 )
 from jaxheads.heads._single import (
@@ -97,6 +98,13 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
         ε = 1e-6, ``>=`` in threshold accuracy, ε = 1e-7 in threshold
         precision/recall).
       num_thresholds: thresholds of the AUC curves (200, as TF).
+      extended_metrics: also keep one :class:`~jaxheads.metrics.LogitHistogram`
+        per class (a sigmoid per class; 16,384 logit buckets: 256 KiB of state per class, e.g.
+        25 MiB for 100 classes) and report ``roc_auc``, ``roc_auc/lower``,
+        ``roc_auc/upper``, ``roc_auc/stderr``, ``average_precision``,
+        ``expected_calibration_error``, ``normalized_entropy`` and
+        ``calibration_ratio`` per class as ``<key>/<class name>`` (then the
+        ``/name`` suffix). TF's keys and values do not change; default ``False``.
 
     Examples:
       >>> head = MultiLabelHead(n_classes=2)
@@ -119,6 +127,7 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
     name: str | None = None
     compat: str = "v2"
     num_thresholds: int = 200
+    extended_metrics: bool = False
 
     _state_class = MultiLabelHeadMetrics
 
@@ -156,6 +165,9 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
         _compat.check_compat(self.compat)
         num_thresholds = _checks.check_num_thresholds(self.num_thresholds)
         object.__setattr__(self, "num_thresholds", num_thresholds)
+        if not isinstance(self.extended_metrics, (bool, np.bool_)):
+            raise ValueError(f"extended_metrics must be a bool; got {self.extended_metrics!r}.")
+        object.__setattr__(self, "extended_metrics", bool(self.extended_metrics))
 
     def _class_ids_for_metrics(self, classes: Any) -> tuple[int, ...]:
         return _validate.class_ids_for_metrics(classes, self.n_classes, self.label_vocabulary)
@@ -250,6 +262,7 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
             num_thresholds=self.num_thresholds,
             compat=self.compat,
             classes=tuple(int(c) for c in self.classes_for_class_based_metrics or ()),
+            extended=self.extended_metrics,
         )
 
     def init_metrics(self, regularization_losses: Any = None) -> MultiLabelHeadMetrics:
@@ -278,6 +291,9 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
                 metrics.ConfusionCurve.empty(num_thresholds=config.num_thresholds)
                 for _ in config.classes
             ),
+            class_histograms=(
+                metrics.ClassLogitHistograms.empty(self.n_classes) if config.extended else None
+            ),
         )
 
     def _update_state(self, state: MultiLabelHeadMetrics, batch: Batch) -> MultiLabelHeadMetrics:
@@ -300,6 +316,11 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
             class_curves=tuple(
                 curve.update(labels[..., col], probabilities[..., col], weights)
                 for curve, col in zip(state.class_curves, columns, strict=True)
+            ),
+            class_histograms=(
+                None
+                if state.class_histograms is None
+                else state.class_histograms.update(labels, batch.logits, weights)
             ),
         )
 
@@ -340,6 +361,8 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
             out[class_key(MetricKeys.PROBABILITY_MEAN, name)] = mean.compute()
             out[class_key(MetricKeys.AUC, name)] = curve.roc_auc(summation_method=summation)
             out[class_key(MetricKeys.AUC_PR, name)] = curve.pr_auc(summation_method=summation)
+        names = tuple(self._class_name(c) for c in range(self.n_classes))
+        out.update(extended_class_values(state.class_histograms, names))
         return out
 
 
