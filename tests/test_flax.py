@@ -318,3 +318,13 @@ def test_logits_dimension_mismatch_through_the_module():
         NnxHead(multi).predictions(jnp.ones((2, 4)))
     with pytest.raises(ValueError, match="logits_dimension 3"):
         NnxHead(multi)(jnp.ones((2, 4)))
+
+
+def test_features_as_an_array_through_the_module():
+    head = jh.BinaryClassHead(weight_column="w")
+    logits, labels = jnp.ones((2, 1)), jnp.ones((2, 1))
+    for module in _modules(head).values():
+        with pytest.raises(TypeError, match="features must be a dict .*got an array of shape"):
+            module.loss(labels, logits, jnp.ones((2,)))
+        with pytest.raises(TypeError, match="features must be a dict"):
+            module.update_metrics(module.init_metrics(), jnp.ones((2,)), logits, labels)
