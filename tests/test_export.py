@@ -445,3 +445,15 @@ def test_multi_head_of_sequence_heads_serves_both_vocabularies():
 def test_logits_fn_of_the_wrong_dimension():
     with pytest.raises(ValueError, match="logits_dimension=3"):
         export_head(jh.MultiClassHead(3), lambda x: x, jnp.zeros((1, 2)))
+
+
+def test_export_for_several_platforms_serves_here():
+    # Export once on a CPU machine for CPU, GPU and TPU serving.
+    head = jh.BinaryClassHead(label_vocabulary=["n", "y"])
+    artifact = export_head(head, lambda x: x, jnp.zeros((1, 1)), platforms=("cpu", "cuda", "tpu"))
+    served = ExportedHead.deserialize(artifact.serialize())
+    assert served.exported["predict"].platforms == ("cpu", "cuda", "tpu")
+    assert served(np.array([[1.0], [-1.0]], np.float32), "predict")["classes"].tolist() == [
+        ["y"],
+        ["n"],
+    ]
