@@ -1,0 +1,153 @@
+"""Adversarial metric states, steps and export (issue 9): folding, merging, jit, empty and inf.
+
+Each case checks the README's promises (exact counts, no NaN) or TF's number.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax.training import train_state
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxheads as jh
+from jaxheads import metrics, train
+from jaxheads.export import export_head
+from jaxheads.flax import LinenHead
+
+HEADS = {
+    "binary": (lambda: jh.BinaryClassHead(weight_column="w", thresholds=[0.3, 0.7]), 1),
+    "logistic": (lambda: jh.LogisticRegressionHead(weight_column="w"), 1),
+    "multi_class": (lambda: jh.MultiClassHead(4, weight_column="w"), 4),
+    "multi_label": (
+        lambda: jh.MultiLabelHead(3, weight_column="w", classes_for_class_based_metrics=[0, 2]),
+        3,
+    ),
+    "regression": (lambda: jh.RegressionHead(weight_column="w", label_dimension=2), 2),
+    "poisson": (lambda: jh.PoissonRegressionHead(weight_column="w"), 1),
+}
+
+
+def _batch(kind, n, rng):
+    k = HEADS[kind][1]
+    logits = (rng.normal(size=(n, k)) * 3).astype(np.float32)
+    if kind == "multi_class":
+        labels = rng.integers(0, k, size=(n, 1)).astype(np.int32)
+    elif kind == "multi_label":
+        labels = rng.integers(0, 2, size=(n, k)).astype(np.int32)
+    elif kind == "regression":
+        labels = rng.normal(size=(n, k)).astype(np.float32)
+    elif kind == "poisson":
+        labels = rng.integers(0, 5, size=(n, 1)).astype(np.float32)
+    else:
+        labels = rng.integers(0, 2, size=(n, 1)).astype(np.float32)
+    # Weights with exact zeros and exact small dyadic values: sums are exact in float32.
+    w = rng.choice(np.array([0.0, 0.5, 1.0, 2.0], np.float32), size=n)
+    return logits, labels, w
+
+
+def _values(head, state):
+    return {k: float(v) for k, v in head.compute_metrics(state).items()}
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(HEADS)),
+    cuts=st.lists(st.integers(0, 24), min_size=1, max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_fold_and_merge_equal_one_update(kind, cuts, seed):
+    """Any split of the eval set (empty chunks too), folded or merged: the same metrics."""
+    head = HEADS[kind][0]()
+    rng = np.random.default_rng(seed)
+    logits, labels, w = _batch(kind, 24, rng)
+    edges = [0, *sorted(cuts), 24]
+    whole = head.update_metrics(head.init_metrics(), {"w": w}, logits, labels)
+    folded = head.init_metrics()
+    parts = []
+    update = jax.jit(head.update_metrics)
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        chunk = (head.init_metrics(), {"w": w[a:b]}, logits[a:b], labels[a:b])
+        folded = update(folded, *chunk[1:])
+        parts.append(update(*chunk))
+    merged = parts[0]
+    for part in reversed(parts[1:]):  # merge order differs from fold order
+        merged = metrics.merge(part, merged)
+    expected = _values(head, whole)
+    for state in (folded, merged):
+        got = _values(head, state)
+        assert got.keys() == expected.keys()
+        np.testing.assert_allclose(
+            list(got.values()), list(expected.values()), rtol=2e-6, atol=1e-7
+        )
+
+
+@pytest.mark.parametrize("kind", sorted(HEADS))
+def test_empty_state_is_the_merge_identity_and_computes_without_nan(kind):
+    head = HEADS[kind][0]()
+    logits, labels, w = _batch(kind, 8, np.random.default_rng(1))
+    state = head.update_metrics(head.init_metrics(), {"w": w}, logits, labels)
+    empty = head.init_metrics()
+    assert _values(head, metrics.merge(empty, state)) == _values(head, state)
+    assert _values(head, metrics.merge(state, empty)) == _values(head, state)
+    assert not any(np.isnan(v) for v in _values(head, empty).values())
+
+
+def test_precision_and_recall_states_never_share_a_jit_cache_entry():
+    """The recall_0.5 flake: same-shaped states of two metric types must compute their own value."""
+    y = np.array([1, 1, 0, 0, 1], np.float32)
+    p = np.array([0.9, 0.2, 0.8, 0.1, 0.7], np.float32)
+    compute = jax.jit(lambda s: s.compute())
+    precision = compute(metrics.Precision.empty(0.5).update(y, p))
+    recall = compute(metrics.Recall.empty(0.5).update(y, p))
+    # TF/Keras Precision(0.5) = 2/3, Recall(0.5) = 2/3 on y=[1,1,0,0,1]: use other data to differ.
+    y2 = np.array([1, 1, 1, 0], np.float32)
+    p2 = np.array([0.9, 0.2, 0.1, 0.8], np.float32)
+    precision2 = compute(metrics.Precision.empty(0.5).update(y2, p2))
+    recall2 = compute(metrics.Recall.empty(0.5).update(y2, p2))
+    np.testing.assert_allclose([precision, recall], [2 / 3, 2 / 3], rtol=1e-6)
+    np.testing.assert_allclose([precision2, recall2], [1 / 2, 1 / 3], rtol=1e-6)
+
+
+# ------------------------------------------------------------------ steps
+
+
+def _linen_state(head, x):
+    model = LinenHead(head)
+    params = model.init(jax.random.key(0), x)["params"]
+    return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(1.0))
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "mean", "sum_by_nonzero_weights"])
+def test_all_zero_weight_batch_trains_to_nothing(reduction):
+    """div_no_nan: loss 0, gradient 0 (parameters unchanged), metrics without NaN."""
+    head = jh.BinaryClassHead(weight_column="w", loss_reduction=reduction)
+    x = np.ones((4, 3), np.float32)
+    state = _linen_state(head, x)
+    features = {"x": x, "w": np.zeros(4, np.float32)}
+    new_state, out = train.make_train_step(None, head, inputs_key="x")(
+        state, features, np.ones((4, 1), np.float32)
+    )
+    assert float(out.loss) == 0.0
+    for old, new in zip(
+        jax.tree.leaves(state.params), jax.tree.leaves(new_state.params), strict=True
+    ):
+        np.testing.assert_array_equal(old, new)
+    assert not any(np.isnan(v) for v in head.compute_metrics(out.metrics).values())
+
+
+# ------------------------------------------------------------------ export
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, 1e4])
+def test_served_outputs_equal_head_outputs_at_extreme_logits(value):
+    head = jh.MultiClassHead(3, label_vocabulary=["a", "b", "c"])
+    exported = export_head(head, lambda x: x, np.zeros((2, 3), np.float32))
+    logits = np.array([[value, 0.0, 1.0], [0.0, -1.0, 2.0]], np.float32)
+    served = exported(logits)
+    direct = head.export_outputs(jnp.asarray(logits))["serving_default"]
+    for key, array in direct.items():
+        np.testing.assert_array_equal(served[key], array)
+    assert not np.isnan(np.asarray(served["scores"], np.float32)).any()
