@@ -9,17 +9,8 @@ localhost ``jax.distributed`` cluster, runs every configuration in sequence
 import os
 import sys
 
-os.environ["JAX_PLATFORMS"] = "cpu"
-os.environ.pop("XLA_FLAGS", None)
-
-import jax  # noqa: E402
-
-jax.config.update("jax_num_cpu_devices", 4)
-jax.config.update("jax_cpu_collectives_implementation", "gloo")
-jax.config.update("jax_numpy_rank_promotion", "raise")
-jax.config.update("jax_numpy_dtype_promotion", "strict")
-
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
 # Sizes of each host's batch: equal, and uneven (an uneven last batch).
 HOST_SIZES = {"equal": (16, 16), "unequal": (8, 16)}
@@ -88,6 +79,17 @@ def run(kind, strategy, sizes, mesh, process):
     }
 
 
+def configure():
+    """The 4-CPU-device set-up, before any JAX computation (only when run as a script:
+    the test imports this module for its configurations and reference runs)."""
+    os.environ.pop("XLA_FLAGS", None)
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", 4)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
 def main():
     process, port, out_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     jax.distributed.initialize(
@@ -128,5 +130,6 @@ def run_bad_labels(mesh, process):
 
 
 if __name__ == "__main__":
+    configure()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     main()

@@ -431,3 +431,47 @@ def test_check_labels_false_still_encodes_strings():
 def test_global_batch_refuses_rows_that_do_not_split(mesh):
     with pytest.raises(ValueError, match=r"host batch sizes \[13\].*pad_batch"):
         train.global_batch({"x": np.ones((13, 3), np.float32)}, mesh)
+
+
+def _family_case(kind):
+    rng = np.random.default_rng(11)
+    n = 13
+    if kind == "multi_head":
+        head = jh.MultiHead(
+            [
+                jh.BinaryClassHead(name="a", weight_column="w"),
+                jh.RegressionHead(name="b", loss_reduction="mean"),
+            ],
+            head_weights=[1.0, 0.5],
+        )
+        features = {"x": rng.normal(size=(n, 4)).astype(np.float32)}
+        features["w"] = rng.uniform(0.5, 2.0, size=n).astype(np.float32)
+        labels = {
+            "a": (rng.uniform(size=(n, 1)) > 0.5).astype(np.float32),
+            "b": rng.normal(size=(n, 1)).astype(np.float32),
+        }
+    else:
+        head = jh.SequentialHeadWrapper(jh.MultiClassHead(3, weight_column="w"))
+        lengths = rng.integers(1, 5, size=n)
+        features = {
+            "x": rng.normal(size=(n, 4, 4)).astype(np.float32),
+            "w": rng.uniform(0.5, 2.0, size=(n, 4)).astype(np.float32),
+            "sequence_length_mask": np.arange(4)[None, :] < lengths[:, None],
+        }
+        labels = rng.integers(0, 3, size=(n, 4, 1)).astype(np.int32)
+    return head, features, labels
+
+
+@pytest.mark.parametrize("kind", ["multi_head", "sequence"])
+def test_padding_is_exact_for_composite_heads(mesh, kind):
+    head, features, labels = _family_case(kind)
+    model = LinenHead(head)
+    params = model.init(jax.random.key(0), features["x"][:1])["params"]
+    state = train_state.TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(1.0))
+    ref_state, ref = train.make_train_step(None, head, inputs_key="x")(state, features, labels)
+    for strategy in ("jit", "shard_map"):
+        step = train.make_train_step(None, head, inputs_key="x", mesh=mesh, strategy=strategy)
+        new_state, out = step(train.replicate(state, mesh), features, labels)
+        _close(out.loss, ref.loss)
+        _close(new_state.params, ref_state.params)
+        _close(head.compute_metrics(out.metrics), head.compute_metrics(ref.metrics))
