@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxheads.losses import times_or_zero
 from jaxheads.reduction import safe_divide
 
 __all__ = ["LossTerms"]
@@ -134,7 +135,8 @@ class LossTerms:
         """
         terms = self if axis_name is None else self.psum(axis_name)
         weights = jnp.asarray(self.head_weights, jnp.float32)
-        return jnp.sum(weights * terms.per_head())
+        # A zero head weight removes its head even where that head's loss is inf (0·inf = 0).
+        return jnp.sum(times_or_zero(weights, terms.per_head()))
 
 
 jax.tree_util.register_dataclass(

@@ -134,6 +134,11 @@ def thresholds(value: Any, name: str = "thresholds") -> tuple[float, ...]:
             )
     result = tuple(float(t) for t in items)
     for t in result:
+        if 0.0 < t < 1.0 and not 0.0 < np.float32(t) < 1.0:
+            raise ValueError(
+                f"{name} must be in (0, 1) range after rounding to float32 (the metrics compare "
+                f"float32 probabilities): {t!r} rounds to {float(np.float32(t))}."
+            )
         if not 0.0 < t < 1.0:  # False for NaN too
             raise ValueError(
                 f"{name} not in (0, 1): {(result,)}. {name} must be in (0, 1) range. Given: "

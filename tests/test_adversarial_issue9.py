@@ -424,3 +424,15 @@ def test_three_d_logits_equal_flattened_tf_loss():
     got = head.loss(labels, logits, {"w": w})
     flat = head.loss(labels.reshape(6, 1), logits.reshape(6, 1), {"w": w.reshape(6)})
     np.testing.assert_allclose(got, flat, rtol=1e-6)
+
+
+def test_zero_head_weight_removes_a_head_with_infinite_loss():
+    """MultiHead: Σ head_weight·loss with head_weight 0 and loss inf is 0·inf = 0, not NaN."""
+    head = jh.MultiHead(
+        [jh.BinaryClassHead(name="a"), jh.RegressionHead(name="b")], head_weights=[0.0, 1.0]
+    )
+    labels = {"a": np.ones((2, 1), np.float32), "b": np.ones((2, 1), np.float32)}
+    logits = {"a": np.array([[-np.inf], [0.0]], np.float32), "b": np.zeros((2, 1), np.float32)}
+    assert float(head.loss(labels, logits)) == 1.0  # the regression head's mean (1 - 0)^2
+    grad = jax.grad(lambda x: head.loss(labels, x))(jax.tree.map(jnp.asarray, logits))
+    np.testing.assert_array_equal(grad["a"], 0.0)

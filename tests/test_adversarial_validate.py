@@ -171,3 +171,10 @@ def test_loss_reduction_forms(value):
 def test_loss_reduction_errors(value):
     with pytest.raises(ValueError, match=r"Invalid loss_reduction"):
         v.loss_reduction(value)
+
+
+@pytest.mark.parametrize("value", [0.999999999, 1e-50, np.float64(1 - 1e-12)])
+def test_thresholds_that_round_to_0_or_1_in_float32_are_refused(value):
+    """0.999999999 would silently become a threshold of 1.0 (key "threshold_1", recall 0)."""
+    with pytest.raises(ValueError, match=r"thresholds must be in \(0, 1\) range after rounding"):
+        v.thresholds([0.5, value])
