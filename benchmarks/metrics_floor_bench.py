@@ -1,0 +1,136 @@
+"""Benchmark: the binary head's metric update against a jitted floor, and its peers.
+
+Run:  KERAS_BACKEND=jax python benchmarks/metrics_floor_bench.py [--n 1000000] [--repeats 15]
+
+All contenders get the same ``[N, 1]`` logits, labels and ``[N]`` weights and
+run interleaved, round-robin (background load hits all alike); each ratio is
+the median of the per-round ratios to the floor.
+
+* **floor** — one jitted function computing only the stable sigmoid-BCE loss
+  sum ``Σ w·(max(x, 0) − x·y + log1p(exp(−|x|)))`` and the sigmoid sum
+  ``Σ w·σ(x)``: the least any metric update must do (read the batch, one
+  ``exp``, two reductions).
+* **default** — ``jax.jit(head.update_metrics)`` of
+  ``BinaryClassHead(weight_column="w", thresholds=[0.25, 0.5, 0.75])``: TF's
+  full metric set, exact counts, compensated weighted sums.
+* **extended** — the same head with ``extended_metrics=True`` (plus the
+  16,384-bucket logit histogram).
+* **keras jit / eager** — Keras 3 metrics for the same TF metric set (see
+  ``metrics_bench.py``), when Keras is installed.
+* **sklearn** — ``roc_auc_score`` + ``average_precision_score`` on the host
+  (exact, sorting; one call each), for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxheads
+
+THRESHOLDS = (0.25, 0.5, 0.75)
+
+
+def _inputs(n: int, seed: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((n, 1)) < 0.3).astype(np.float32)
+    logits = (rng.normal(size=(n, 1)) + 1.5 * labels).astype(np.float32)
+    weights = rng.uniform(0.5, 2.0, size=(n,)).astype(np.float32)
+    return jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(weights)
+
+
+@jax.jit
+def floor(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Σ w·BCE and Σ w·σ over flat views (the floor every contender is compared to)."""
+    x, y, w = jax.lax.optimization_barrier((logits.reshape(-1), labels.reshape(-1), weights))
+    e = jnp.exp(-jnp.abs(x))
+    loss = jnp.maximum(x, 0.0) - x * y + jnp.log1p(e)
+    sigmoid = jnp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return jnp.sum(w * loss), jnp.sum(w * sigmoid)
+
+
+def _head_update(head: jaxheads.BinaryClassHead) -> Callable[..., Any]:
+    @jax.jit
+    def update(state: Any, logits: jax.Array, labels: jax.Array, weights: jax.Array) -> Any:
+        return head.update_metrics(state, {"w": weights}, logits, labels)
+
+    return update
+
+
+def _keras() -> tuple[Callable[..., Any], Any, Callable[..., Any]] | None:
+    try:
+        import metrics_bench  # the Keras contender of the full-table benchmark
+    except ImportError:
+        return None
+    found = metrics_bench.keras_contender()
+    if found is None:
+        return None
+    update, variables, _, eager = found
+
+    def jit_update(vs: Any, logits: jax.Array, labels: jax.Array, weights: jax.Array) -> Any:
+        return update(vs, logits, labels, weights.reshape(-1, 1))
+
+    def eager_update(vs: Any, logits: jax.Array, labels: jax.Array, weights: jax.Array) -> Any:
+        del vs
+        return eager(logits, labels, weights.reshape(-1, 1))
+
+    return jit_update, variables, eager_update
+
+
+def _sklearn(vs: Any, logits: jax.Array, labels: jax.Array, weights: jax.Array) -> float:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    del vs
+    x, y, w = (np.asarray(a).reshape(-1) for a in (logits, labels, weights))
+    return roc_auc_score(y, x, sample_weight=w) + average_precision_score(y, x, sample_weight=w)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=10**6)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--no-peers", action="store_true", help="skip keras and sklearn")
+    args = parser.parse_args()
+    logits, labels, weights = _inputs(args.n)
+    data = (logits, labels, weights)
+    default = jaxheads.BinaryClassHead(weight_column="w", thresholds=THRESHOLDS)
+    extended = jaxheads.BinaryClassHead(
+        weight_column="w", thresholds=THRESHOLDS, extended_metrics=True
+    )
+    contenders: dict[str, tuple[Callable[..., Any], Any]] = {
+        "floor": (lambda s, *a: floor(*a), None),
+        "default": (_head_update(default), default.init_metrics()),
+        "extended": (_head_update(extended), extended.init_metrics()),
+    }
+    if not args.no_peers:
+        keras = _keras()
+        if keras is not None:
+            contenders["keras jit"] = (keras[0], keras[1])
+            contenders["keras eager"] = (keras[2], None)
+        contenders["sklearn"] = (_sklearn, None)
+    for fn, state in contenders.values():
+        jax.block_until_ready(fn(state, *data))
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for _ in range(args.repeats):
+        for name, (fn, state) in contenders.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(state, *data))
+            times[name].append(1e3 * (time.perf_counter() - t0))
+    print(f"JAX {jax.__version__} {jax.default_backend()}, N = {args.n:,}, {args.repeats} rounds")
+    print(f"{'contender':>12} | {'median ms':>9} | {'x floor':>7} | {'x default':>9}")
+    print("-" * 48)
+    for name, ts in times.items():
+        x_floor = statistics.median(a / b for a, b in zip(ts, times["floor"], strict=True))
+        x_default = statistics.median(a / b for a, b in zip(ts, times["default"], strict=True))
+        print(f"{name:>12} | {statistics.median(ts):>9.3f} | {x_floor:>7.2f} | {x_default:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
