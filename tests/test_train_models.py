@@ -475,3 +475,48 @@ def test_padding_is_exact_for_composite_heads(mesh, kind):
         _close(out.loss, ref.loss)
         _close(new_state.params, ref_state.params)
         _close(head.compute_metrics(out.metrics), head.compute_metrics(ref.metrics))
+
+
+def test_padding_also_splits_into_micro_batches(mesh):
+    """13 rows, 8 devices, 4 micro-batches: padded to 32 rows (4 per device), not 16."""
+    features, labels = _data(13, seed=5)
+    state = _linear_state()
+    ref_state, ref = train.make_train_step(None, HEAD, inputs_key="x")(state, features, labels)
+    for strategy in ("jit", "shard_map"):
+        step = train.make_train_step(
+            None, HEAD, inputs_key="x", mesh=mesh, strategy=strategy, micro_batches=4
+        )
+        new_state, out = step(train.replicate(state, mesh), features, labels)
+        _close(out.loss, ref.loss)
+        _close(new_state.params, ref_state.params)
+
+
+def test_nnx_dropout_under_shard_map_draws_other_masks_per_device(mesh):
+    """Keys folded with the device index: shards draw other dropout masks, and the
+    model's rng state stays replicated (one count, the original key)."""
+    from jax.sharding import PartitionSpec as P
+
+    from jaxheads.train._nnx import _per_device_keys, _restore_keys
+
+    features = {"x": np.ones((B, 4), np.float32), "w": np.ones(B, np.float32)}
+    module, optimizer = _nnx(rate=0.5, mesh=mesh)
+    key_before = jax.random.key_data(module.drop.rngs.key[...])
+    step = train.make_nnx_train_step(None, HEAD, inputs_key="x", mesh=mesh, strategy="shard_map")
+    out = step(module, optimizer, features, np.ones((B, 1), np.float32))
+    assert np.isfinite(float(out.loss))
+    assert int(module.drop.rngs.count[...]) == 1
+    np.testing.assert_array_equal(jax.random.key_data(module.drop.rngs.key[...]), key_before)
+
+    rest = {"key": jax.random.key(3), "count": jnp.zeros((), jnp.uint32)}
+
+    def draw(rest):
+        local = _per_device_keys(rest, "data")
+        kept = _restore_keys(local, rest)
+        mask = jax.random.bernoulli(local["key"], 0.5, (1, 16))
+        return mask, jax.random.key_data(kept["key"])[None]
+
+    masks, keys = jax.shard_map(
+        draw, mesh=mesh, in_specs=P(), out_specs=(P("data"), P("data")), check_vma=False
+    )(rest)
+    assert len({tuple(m) for m in np.asarray(masks)}) > 1  # other masks per device
+    assert len({tuple(k) for k in np.asarray(keys)}) == 1  # the state's key unchanged

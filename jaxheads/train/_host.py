@@ -149,6 +149,7 @@ def prepare_batch(
     mesh: Mesh | None,
     data_axis: str,
     check_labels: bool = True,
+    micro_batches: int = 1,
 ) -> Batch:
     """Host side of every step: labels encoded and checked, then placed on ``mesh``.
 
@@ -158,6 +159,7 @@ def prepare_batch(
     shards and the step masks the padding out of the loss, its gradient and
     the metrics (exact for every head and reduction). A host whose batch
     fails its checks makes every host raise (no host is left waiting).
+    With ``micro_batches``, padding makes every device's rows split into them.
     """
     if mesh is None:
         return Batch(features, _encode(head, features, labels, check_labels))
@@ -175,7 +177,7 @@ def prepare_batch(
         bad = [int(p) for p in np.flatnonzero(table[:, 0] == 0)]
         raise ValueError(f"the batch of process(es) {bad} failed its checks; see their error.")
     sizes = [int(s) for s in table[:, 1]]
-    return _place(features, labels, sizes, mesh, data_axis)
+    return _place(features, labels, sizes, mesh, data_axis, micro_batches)
 
 
 def _already_global(tree: Any, mesh: Mesh, data_axis: str) -> bool:
@@ -184,11 +186,13 @@ def _already_global(tree: Any, mesh: Mesh, data_axis: str) -> bool:
     return bool(leaves) and all(isinstance(x, jax.Array) and x.sharding == sharding for x in leaves)
 
 
-def _place(features: Any, labels: Any, sizes: list[int], mesh: Mesh, data_axis: str) -> Batch:
+def _place(
+    features: Any, labels: Any, sizes: list[int], mesh: Mesh, data_axis: str, micro: int
+) -> Batch:
     if _already_global((features, labels), mesh, data_axis):
         return Batch(features, labels)
     n_proc = len(sizes)
-    per_host = max(1, num_data_shards(mesh, data_axis) // n_proc)
+    per_host = max(1, num_data_shards(mesh, data_axis) // n_proc) * micro
     local = -(-max(sizes) // per_host) * per_host
     sharding = data_sharding(mesh, data_axis)
 

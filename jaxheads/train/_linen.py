@@ -174,9 +174,8 @@ def make_train_step(
         _state.check_train_state(state, tx)
         _state.check_collections(state, collections)
         _state.check_rng(rng)
-        return step(
-            None, state, prepare_batch(head, features, labels, mesh, data_axis, check_labels), rng
-        )
+        batch = prepare_batch(head, features, labels, mesh, data_axis, check_labels, micro_batches)
+        return step(None, state, batch, rng)
 
     return train_step
 

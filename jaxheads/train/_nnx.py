@@ -146,7 +146,7 @@ def make_nnx_train_step(
                 f"nnx.Module and an nnx.Optimizer; got {type(module).__name__}, "
                 f"{type(optimizer).__name__}."
             )
-        batch = prepare_batch(head, features, labels, mesh, data_axis, check_labels)
+        batch = prepare_batch(head, features, labels, mesh, data_axis, check_labels, micro_batches)
         graphdef, state = nnx.split((module, optimizer))
         state, out = step(graphdef, state, batch, None)
         nnx.update((module, optimizer), state)
