@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -37,36 +38,39 @@ def _launch(out_dir):
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
     root = str(HERE.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    procs = []
+    deadline = time.monotonic() + TIMEOUT_S
+    procs, logs = [], [os.path.join(out_dir, f"log_{p}.txt") for p in (0, 1)]
     try:
-        for process in (0, 1):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        str(HERE / "multiprocess_worker.py"),
-                        str(process),
-                        port,
-                        out_dir,
-                    ],
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, killed below
+        for process, log in zip((0, 1), logs, strict=True):
+            with open(log, "wb") as sink:  # a file, not a pipe: a full pipe cannot block a worker
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, str(HERE / "multiprocess_worker.py"), str(process), port]
+                        + [out_dir],
+                        env=env,
+                        stdout=sink,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # its own process group, killed below
+                    )
                 )
-            )
-        logs = []
         for proc in procs:
-            out, _ = proc.communicate(timeout=TIMEOUT_S)
-            logs.append(out.decode(errors="replace"))
-        for proc, log in zip(procs, logs, strict=True):
-            assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{log[-4000:]}"
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the workers ran past {TIMEOUT_S} s:\n{_tails(logs)}")
     finally:
         for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+    for proc in procs:
+        assert proc.returncode == 0, f"a worker failed ({proc.returncode}):\n{_tails(logs)}"
     return [dict(np.load(os.path.join(out_dir, f"process_{p}.npz"))) for p in (0, 1)]
+
+
+def _tails(logs):
+    return "\n".join(
+        f"--- {log}\n{pathlib.Path(log).read_text(errors='replace')[-3000:]}" for log in logs
+    )
 
 
 @pytest.fixture(scope="module")
