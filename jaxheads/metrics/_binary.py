@@ -303,11 +303,6 @@ def _update(
         lab, pred, w, extra.get("class_ids"), extra.get("loss"), extra.get("logits")
     )
     assert lab is not None and pred is not None
-    logit_counts = state.logit_counts
-    if logit_counts is not None:
-        assert x is not None
-        by_logit = histogram_counts(lab, x, w, state.logit_buckets, state.logit_grid)
-        logit_counts = logit_counts.merge(by_logit)
 
     t = state.num_thresholds
     b = jnp.maximum(jnp.ceil(jnp.clip(pred, 0.0, 1.0) * np.float32(t - 1)).astype(jnp.int32) - 1, 0)
@@ -330,7 +325,17 @@ def _update(
     cid_bit = (pred > 0.5) if cid is None else (cid > 0.5)
     idx = (((b * 3 + c) * kk + k) * 2 + tie) * 2 + cid_bit.astype(jnp.int32)
     ones = w is None
-    hist = exact_segment_sum(w, idx, t * 3 * kk * 4)
+    logit_counts = state.logit_counts
+    if logit_counts is None:
+        hist = exact_segment_sum(w, idx, t * 3 * kk * 4)
+    else:  # the logit histogram shares the joint scatter's digit split of the weights
+        assert x is not None
+        both = histogram_counts(
+            lab, x, w, state.logit_buckets, state.logit_grid, shared=(idx, t * 3 * kk * 4)
+        )
+        assert isinstance(both, tuple)
+        by_logit, hist = both
+        logit_counts = logit_counts.merge(by_logit)
     zero = ExactSum.zeros(())
     parts = [
         # Loss and prediction sums are not counts: XLA's blocked float32 reduction is

@@ -319,6 +319,7 @@ def _update(
     assert flat_lab is not None and flat_x is not None
     lab, x = flat_lab, flat_x
     counts = histogram_counts(lab, x, w, state.num_buckets, state.grid)
+    assert isinstance(counts, ExactSum)
     loss, p = binary_loss_and_probability(lab, x)
     parts = [
         exact_total(loss if w is None else times_or_zero(w, loss)),

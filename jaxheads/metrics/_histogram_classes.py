@@ -145,6 +145,7 @@ def _update(
     w = None if w is None else w.reshape(-1)
     groups = jnp.broadcast_to(jnp.arange(c, dtype=jnp.int32), logits.shape).reshape(-1)
     counts = histogram_counts(lab, x, w, state.num_buckets, state.grid, groups, c)
+    assert isinstance(counts, ExactSum)
     loss, p = binary_loss_and_probability(lab, x)
 
     def per_class(v: jax.Array) -> ExactSum:

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxheads.metrics._batch_sum import exact_segment_sum
+from jaxheads.metrics._batch_sum import exact_segment_sum, exact_segment_sums
 from jaxheads.metrics._exact_sum import ExactSum
 from jaxheads.metrics._shapes import times_or_zero
 
@@ -49,15 +49,19 @@ def histogram_counts(
     grid: tuple[float, float],
     groups: jax.Array | None = None,
     num_groups: int = 1,
-) -> ExactSum:
+    *,
+    shared: tuple[jax.Array, int] | None = None,
+) -> ExactSum | tuple[ExactSum, ExactSum]:
     """The ``[2, num_buckets]`` class histogram of flat float32 arrays (exact / compensated).
 
-    Each element's larger class share ``max(y, 1 − y)`` goes to its majority
-    class in one scatter over ``2 · num_buckets`` segments; the minority share
-    (soft labels only) takes a second scatter that ``lax.cond`` skips when
-    every label is 0 or 1. Unweighted hard labels are an exact int32 count.
-    With ``groups`` (int32 per element, in ``[0, num_groups)``) one scatter fills
-    ``num_groups`` histograms: the result is ``[num_groups, 2, num_buckets]``.
+    Every element's whole weight first goes to its majority class (``y >= 0.5``)
+    in one scatter over ``2 · num_buckets`` segments — an exact int32 count
+    without weights. Soft labels then move the minority share ``w·min(y, 1 − y)``
+    to the other class, in a correction that ``lax.cond`` skips when every label
+    is 0 or 1. With ``groups`` (int32 per element, in ``[0, num_groups)``) one
+    scatter fills ``num_groups`` histograms: ``[num_groups, 2, num_buckets]``.
+    ``shared=(ids, size)``: another histogram of the same weights whose digit
+    split is shared (the result is then ``(this, that)``).
     """
     b = bucket_index(logits, num_buckets, grid)
     if groups is not None:
@@ -67,33 +71,31 @@ def histogram_counts(
     major = (labels >= 0.5).astype(jnp.int32)
     soft = jnp.any((labels != 0) & (labels != 1))
 
-    def pair(x: ExactSum) -> tuple[jax.Array, jax.Array]:
-        return x.hi, x.lo
-
     def ids(cls: jax.Array) -> jax.Array:
         return jnp.where(nan, jnp.int32(two_b), b + num_buckets * cls)
 
-    def major_part() -> tuple[jax.Array, jax.Array]:
-        share = jnp.maximum(labels, 1.0 - labels)
-        return pair(
-            exact_segment_sum(
-                share if weights is None else times_or_zero(weights, share), ids(major), two_b
-            )
-        )
-
-    def minor_part() -> tuple[jax.Array, jax.Array]:
-        share = jnp.minimum(labels, 1.0 - labels)
-        data = share if weights is None else times_or_zero(weights, share)
-        return pair(exact_segment_sum(data, ids(1 - major), two_b))
-
+    other: ExactSum | None = None
     if weights is None:
-        hi, lo = jax.lax.cond(
-            soft, major_part, lambda: pair(exact_segment_sum(None, ids(major), two_b))
-        )
+        out = exact_segment_sum(None, ids(major), two_b)
+        if shared is not None:
+            other = exact_segment_sum(None, shared[0], shared[1])
+    elif shared is None:
+        out = exact_segment_sum(weights, ids(major), two_b)
     else:
-        hi, lo = major_part()
-    # zeros_like of the major part: same (e.g. shard_map-varying) type in both branches.
-    m_hi, m_lo = jax.lax.cond(soft, minor_part, lambda: (jnp.zeros_like(hi), jnp.zeros_like(lo)))
-    out = ExactSum(hi, lo)
+        out, other = exact_segment_sums(weights, (ids(major), shared[0]), (two_b, shared[1]))
+
+    def correction() -> tuple[jax.Array, jax.Array]:
+        share = jnp.minimum(labels, 1.0 - labels)
+        moved = share if weights is None else times_or_zero(weights, share)
+        to_minor = exact_segment_sum(moved, ids(1 - major), two_b)
+        from_major = exact_segment_sum(moved, ids(major), two_b)
+        fix = to_minor.merge(from_major.negate())
+        return fix.hi, fix.lo
+
+    # zeros_like of the counts: the same (e.g. shard_map-varying) type in both branches.
+    c_hi, c_lo = jax.lax.cond(
+        soft, correction, lambda: (jnp.zeros_like(out.hi), jnp.zeros_like(out.lo))
+    )
     shape = (2, num_buckets) if groups is None else (num_groups, 2, num_buckets)
-    return out.merge(ExactSum(m_hi, m_lo)).reshape(shape)
+    hist = out.merge(ExactSum(c_hi, c_lo)).reshape(shape)
+    return hist if other is None else (hist, other)
