@@ -520,3 +520,19 @@ def test_nnx_dropout_under_shard_map_draws_other_masks_per_device(mesh):
     )(rest)
     assert len({tuple(m) for m in np.asarray(masks)}) > 1  # other masks per device
     assert len({tuple(k) for k in np.asarray(keys)}) == 1  # the state's key unchanged
+
+
+def test_train_package_uses_only_the_head_contract():
+    """No probes of a head (or a state) in jaxheads/train: the only attribute read
+    by name is of the collections the user declared (checked against the fields)."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(train.__file__).parent
+    for path in root.glob("*.py"):
+        text = path.read_text()
+        assert "hasattr(" not in text, path.name
+        assert "inspect." not in text, path.name
+        uses = re.findall(r"getattr\((\w+), (\w+)\)", text)
+        assert uses in ([], [("state", "name")]), (path.name, uses)
+        assert len(text.splitlines()) < 400, path.name
