@@ -208,3 +208,27 @@ def test_train_step_label_forms_give_the_same_loss(labels):
     _, ref = step(state, x, np.ones((8, 1), np.float32))
     _, out = step(state, x, labels)
     np.testing.assert_array_equal(out.loss, ref.loss)
+
+
+def _weighted_step_case():
+    head = jh.BinaryClassHead(weight_column="w")
+    x = np.ones((4, 3), np.float32)
+    return head, _linen_state(head, x), x
+
+
+@pytest.mark.xfail(
+    strict=True, reason="fixed by H2, pending: weight values are not checked on the host"
+)
+def test_train_step_checks_concrete_nan_weights():
+    head, state, x = _weighted_step_case()
+    features = {"x": x, "w": np.array([1.0, np.nan, 1.0, 1.0], np.float32)}
+    with pytest.raises(ValueError, match=r"weights must not be NaN"):
+        train.make_train_step(None, head, inputs_key="x")(state, features, np.ones((4, 1)))
+
+
+@pytest.mark.xfail(strict=True, reason="fixed by H2, pending: string weights reach jit")
+def test_train_step_names_string_weights():
+    head, state, x = _weighted_step_case()
+    features = {"x": x, "w": np.array(["a"] * 4)}
+    with pytest.raises(ValueError, match=r"Weight column should be castable to float"):
+        train.make_train_step(None, head, inputs_key="x")(state, features, np.ones((4, 1)))
