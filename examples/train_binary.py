@@ -7,6 +7,7 @@ model with its label vocabulary.
 """
 
 import pathlib
+import sys
 
 import jax
 import matplotlib
@@ -17,7 +18,6 @@ from flax.training.train_state import TrainState
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
-from tqdm import tqdm
 
 import jaxheads as jh
 from jaxheads import train
@@ -55,9 +55,22 @@ state = TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(3e-
 train_step = train.make_train_step(None, head, with_metrics=False, donate=True)
 eval_step = train.make_eval_step(None, head)
 
+
+def epochs(n: int):
+    """A progress bar on a terminal; a plain range in a log file (no interleaved bars)."""
+    if sys.stdout.isatty():
+        try:
+            from tqdm import tqdm
+
+            return tqdm(range(1, n + 1), desc="epochs", leave=False)
+        except ImportError:
+            pass
+    return range(1, n + 1)
+
+
 rng = np.random.default_rng(0)
-print(" | ".join(["epoch"] + COLUMNS))
-for epoch in tqdm(range(1, EPOCHS + 1), desc="epochs"):
+print(" | ".join(["epoch"] + COLUMNS), flush=True)
+for epoch in epochs(EPOCHS):
     order = rng.permutation(len(x_train))
     for start in range(0, len(order) - BATCH + 1, BATCH):
         batch = order[start : start + BATCH]
@@ -65,7 +78,8 @@ for epoch in tqdm(range(1, EPOCHS + 1), desc="epochs"):
         state, _ = train_step(state, x_train[batch], y_train[batch])
     metrics = eval_step(state, x_test, y_test).metrics
     values = head.compute_metrics(metrics)
-    tqdm.write(" | ".join([f"{epoch:5d}"] + [f"{float(values[k]):{len(k)}.4f}" for k in COLUMNS]))
+    row = [f"{epoch:5d}"] + [f"{float(values[k]):{len(k)}.4f}" for k in COLUMNS]
+    print(" | ".join(row), flush=True)
 
 OUT.mkdir(exist_ok=True)
 curve = head.curve(metrics)  # the ROC / PR counts at 200 thresholds
