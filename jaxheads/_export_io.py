@@ -26,10 +26,10 @@ __all__ = ["call", "check_head", "decode", "split_blob", "symbolic_specs"]
 _struct: Callable[..., jax.ShapeDtypeStruct] = jax.ShapeDtypeStruct
 
 
-def check_head(head: object) -> None:
-    """``TypeError`` unless ``head`` is a :class:`~jaxheads.heads.base.Head`."""
-    if not isinstance(head, Head):
-        raise TypeError(f"head: expected a jaxheads Head, got {type(head).__name__}.")
+def check_head(argument: object) -> None:
+    """``TypeError`` (naming ``head``) unless the ``head`` argument is a :class:`~jaxheads.Head`."""
+    if not isinstance(argument, Head):
+        raise TypeError(f"head: expected a jaxheads Head, got {type(argument).__name__}.")
 
 
 def _dtype(x: Any) -> np.dtype[Any]:
