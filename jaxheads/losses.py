@@ -189,6 +189,11 @@ def sparse_softmax_cross_entropy(labels: ArrayLike, logits: ArrayLike) -> jax.Ar
     """
     logits = jnp.asarray(logits, jnp.float32)
     labels = jnp.asarray(labels).astype(jnp.int32)
+    if labels.shape != (*logits.shape[:-1], 1):
+        raise ValueError(
+            f"labels must have shape [D0, …, DN, 1] = {[*logits.shape[:-1], 1]} for logits of "
+            f"shape {list(logits.shape)}; got labels of shape {list(labels.shape)}."
+        )
     n_classes = logits.shape[-1]
     one_hot = jax.nn.one_hot(labels[..., 0], n_classes, dtype=jnp.float32)
     loss = _softmax_ce(one_hot, logits)

@@ -254,3 +254,10 @@ def test_softmax_matches_jax_and_is_defined_at_infinite_logits(nan_mode):
         [[1, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3], [0, 0.5, 0.5]],
         rtol=1e-6,
     )
+
+
+@pytest.mark.parametrize("shape", [(2,), (2, 2), (1, 1), (2, 1, 1)])
+def test_sparse_softmax_ce_label_shape_must_match(shape):
+    """[B] ids must not be read as one id broadcast over the batch."""
+    with pytest.raises(ValueError, match=r"labels must have shape \[D0, …, DN, 1\] = \[2, 1\]"):
+        losses.sparse_softmax_cross_entropy(jnp.zeros(shape, jnp.int32), jnp.zeros((2, 3)))
