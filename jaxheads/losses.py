@@ -160,7 +160,8 @@ def _softmax_ce_jvp(
     # d/dlogits = softmax(x)·Σy − y (finite everywhere); d/dlabels = −log p, clipped.
     d_x = probs * jnp.sum(labels, axis=-1, keepdims=True) - labels
     d_loss = jnp.sum(d_x * d_logits + _clip_finite(-log_probs) * d_labels, axis=-1, keepdims=True)
-    return _softmax_ce(labels, logits), d_loss
+    loss = 0.0 - jnp.sum(times_or_zero(log_probs, labels), axis=-1, keepdims=True)
+    return loss, d_loss
 
 
 def sparse_softmax_cross_entropy(labels: ArrayLike, logits: ArrayLike) -> jax.Array:
