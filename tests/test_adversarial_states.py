@@ -232,3 +232,33 @@ def test_train_step_names_string_weights():
     features = {"x": x, "w": np.array(["a"] * 4)}
     with pytest.raises(ValueError, match=r"Weight column should be castable to float"):
         train.make_train_step(None, head, inputs_key="x")(state, features, np.ones((4, 1)))
+
+
+def test_metrics_on_sharded_arrays_under_jit_equal_one_device():
+    """Counts and weighted sums are the same when XLA partitions the update over 8 devices."""
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    head = jh.MultiLabelHead(3, weight_column="w", thresholds=[0.5])
+    rng = np.random.default_rng(7)
+    n = 2**16
+    logits = rng.normal(size=(n, 3)).astype(np.float32)
+    labels = rng.integers(0, 2, size=(n, 3)).astype(np.int32)
+    w = rng.uniform(0, 3, size=n).astype(np.float32)
+    sharding = NamedSharding(Mesh(np.array(jax.devices()[:8]), ("d",)), P("d"))
+    update = jax.jit(head.update_metrics)
+    local = update(head.init_metrics(), {"w": w}, logits, labels)
+    sharded = update(
+        head.init_metrics(),
+        {"w": jax.device_put(w, sharding)},
+        jax.device_put(logits, sharding),
+        jax.device_put(labels, sharding),
+    )
+    got, expected = _values(head, sharded), _values(head, local)
+    assert got.keys() == expected.keys()
+    np.testing.assert_allclose(list(got.values()), list(expected.values()), rtol=1e-6)
+    positives = (labels * w[:, None]).sum()
+    recall = ((logits > 0) & (labels == 1)) * w[:, None]
+    np.testing.assert_allclose(
+        got["recall/positive_threshold_0.5"], recall.sum() / positives, rtol=1e-6
+    )
