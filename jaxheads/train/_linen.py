@@ -101,7 +101,9 @@ def make_train_step(
       mesh: a device mesh (any: ``jax.make_mesh``'s ``Explicit`` axes are used
         as ``Auto``); the batch is split over ``data_axis`` and the state
         replicated (place it once with :func:`replicate`). Each process passes
-        its host-local rows; sizes may differ between hosts (padded and masked).
+        its host-local rows; sizes may differ between hosts, or not split over
+        the devices: rows are padded and masked out of the loss, gradients and
+        metrics (batch statistics of the model still see the padded rows).
       data_axis: the mesh axis of the batch.
       strategy: ``"jit"`` (sharded arrays, XLA's partitioner) or
         ``"shard_map"`` (explicit per-device code and ``psum``; give
