@@ -168,14 +168,12 @@ def test_train_and_eval_steps_on_an_empty_batch():
     assert all(float(v) == 0.0 for v in values.values())  # TF's div_no_nan, baseline 0
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by H2, pending: labels=None reaches jnp.array")
 def test_train_step_without_labels_names_labels():
     head, state, x = _binary_state()
     with pytest.raises(ValueError, match=r"You must provide a labels Tensor"):
         train.make_train_step(None, head)(state, x, None)
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by H2, pending: micro_batches refuses NumPy ints")
 def test_micro_batches_accepts_numpy_integers():
     head, state, x = _binary_state()
     step = train.make_train_step(None, head, micro_batches=np.int64(2))
@@ -184,7 +182,6 @@ def test_micro_batches_accepts_numpy_integers():
     np.testing.assert_allclose(out.loss, ref.loss, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by H2, pending: micro_batches=True is accepted")
 def test_micro_batches_refuses_bool():
     with pytest.raises(ValueError, match=r"micro_batches"):
         train.make_train_step(None, jh.BinaryClassHead(), micro_batches=True)

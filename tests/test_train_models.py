@@ -536,3 +536,20 @@ def test_train_package_uses_only_the_head_contract():
         uses = re.findall(r"getattr\((\w+), (\w+)\)", text)
         assert uses in ([], [("state", "name")]), (path.name, uses)
         assert len(text.splitlines()) < 400, path.name
+
+
+def test_missing_labels_string_features_and_micro_batch_types():
+    features, labels = _data(8)
+    state = _linear_state()
+    for factory in (train.make_train_step, train.make_eval_step):
+        with pytest.raises(ValueError, match="You must provide a labels Tensor"):
+            factory(None, HEAD, inputs_key="x")(state, features, None)
+    bad = dict(features, w=np.array(["a"] * 8))
+    with pytest.raises(ValueError, match=r"features\['w'\] holds strings"):
+        train.make_train_step(None, HEAD, inputs_key="x")(state, bad, labels)
+    with pytest.raises(ValueError, match="micro_batches"):
+        train.make_train_step(None, HEAD, micro_batches=True)
+    step = train.make_train_step(None, HEAD, inputs_key="x", micro_batches=np.int64(2))
+    _, out = step(state, features, labels)
+    _, ref = train.make_train_step(None, HEAD, inputs_key="x")(state, features, labels)
+    _close(out.loss, ref.loss)

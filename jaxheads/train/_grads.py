@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxheads._loss_terms import LossTerms
@@ -37,8 +38,10 @@ class Config:
     micro_batches: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.micro_batches, int) or self.micro_batches < 1:
-            raise ValueError(f"micro_batches must be a positive int, got {self.micro_batches!r}.")
+        k = self.micro_batches
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"micro_batches must be a positive int, got {k!r}.")
+        object.__setattr__(self, "micro_batches", int(k))
 
     def inputs(self, features: Any) -> Any:
         """The model input: ``features[inputs_key]``, or ``features`` itself."""

@@ -134,7 +134,24 @@ def _dtype(x: Any) -> np.dtype:
     return x.dtype if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x).dtype
 
 
+def _check_present(features: Any, labels: Any) -> None:
+    if labels is None:
+        raise ValueError(
+            "You must provide a labels Tensor. Given: None. A train or eval step needs the "
+            "batch's labels (its 3rd argument)."
+        )
+    if isinstance(features, Mapping):
+        for key, value in features.items():
+            if not isinstance(value, jax.Array) and _dtype(value).kind in "USO":
+                raise ValueError(
+                    f"features[{key!r}] holds strings (dtype {_dtype(value)}), which cannot "
+                    "enter jit: encode them on the host first (a weight column must be "
+                    "castable to float)."
+                )
+
+
 def _encode(head: Head[Any], features: Any, labels: Any, check: bool) -> Any:
+    _check_present(features, labels)
     if _is_traced(labels) or isinstance(labels, jax.Array) and not labels.is_fully_addressable:
         return labels  # traced, or global already: checked where it was made.
     if not check and not any(_dtype(x).kind in "USO" for x in jax.tree.leaves(labels)):
