@@ -30,7 +30,7 @@ from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_segment_sum
 from jaxheads.metrics._exact_sum import ExactSum, reverse_cumsum
 from jaxheads.metrics._mean import div_no_nan
-from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank
+from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank, present
 
 __all__ = [
     "AUC",
@@ -273,8 +273,8 @@ def _update(
 ) -> _CC:
     lab, pred = match_label_rank(as_f32(labels), as_f32(predictions))
     w = broadcast_weights(sample_weight, tuple(pred.shape), "predictions")
-    lab, pred, w = flatten(lab, pred, w)
-    assert lab is not None and pred is not None
+    flat_lab, flat_pred, w = flatten(lab, pred, w)
+    lab, pred = present(flat_lab), present(flat_pred)
     t = state.num_thresholds
     p = jnp.clip(pred, 0.0, 1.0)
     bucket = jnp.maximum(jnp.ceil(p * np.float32(t - 1)).astype(jnp.int32) - 1, 0)

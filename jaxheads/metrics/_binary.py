@@ -44,6 +44,7 @@ from jaxheads.metrics._shapes import (
     broadcast_weights,
     flatten,
     match_label_rank,
+    present,
     times_or_zero,
 )
 
@@ -299,10 +300,10 @@ def _update(
                 raise ValueError(f"{name} shape {tuple(x.shape)} != predictions shape {shape}.")
             extra[name] = x
     w = broadcast_weights(sample_weight, shape, "predictions")
-    lab, pred, w, cid, ls, x = flatten(
+    flat_lab, flat_pred, w, cid, ls, x = flatten(
         lab, pred, w, extra.get("class_ids"), extra.get("loss"), extra.get("logits")
     )
-    assert lab is not None and pred is not None
+    lab, pred = present(flat_lab), present(flat_pred)
 
     t = state.num_thresholds
     b = jnp.maximum(jnp.ceil(jnp.clip(pred, 0.0, 1.0) * np.float32(t - 1)).astype(jnp.int32) - 1, 0)
@@ -317,14 +318,13 @@ def _update(
                 tie = tie | (pred == threshold)
             tie = tie.astype(jnp.int32)
         else:
-            table = jnp.asarray(np.concatenate([uniq, np.float32([np.inf])]))
+            table = jnp.asarray(np.concatenate([uniq, np.array([np.inf], np.float32)]))
             nxt = table.at[k].get(mode="promise_in_bounds")  # the first threshold >= p
             tie = ((k < uniq.shape[0]) & (nxt == pred)).astype(jnp.int32)
     else:
         k = tie = jnp.zeros(pred.shape, jnp.int32)
     cid_bit = (pred > 0.5) if cid is None else (cid > 0.5)
     idx = (((b * 3 + c) * kk + k) * 2 + tie) * 2 + cid_bit.astype(jnp.int32)
-    ones = w is None
     logit_counts = state.logit_counts
     if logit_counts is None:
         hist = exact_segment_sum(w, idx, t * 3 * kk * 4)
@@ -336,15 +336,19 @@ def _update(
         assert isinstance(both, tuple)
         by_logit, hist = both
         logit_counts = logit_counts.merge(by_logit)
-    zero = ExactSum.zeros(())
-    parts = [
-        # Loss and prediction sums are not counts: XLA's blocked float32 reduction is
-        # as accurate as TF's (~1e-7 relative at 2^24); labels and weights are exact.
-        zero if ls is None else _float_total(ls if ones else times_or_zero(w, ls)),
-        _float_total(pred if ones else times_or_zero(w, pred)),
-        exact_total(lab if ones else lab * w),
-        ExactSum.from_value(int(pred.size)) if ones else exact_total(w),
-    ]
+    # Loss and prediction sums are not counts: XLA's blocked float32 reduction is
+    # as accurate as TF's (~1e-7 relative at 2^24); labels and weights are exact.
+    loss_total = ExactSum.zeros(())
+    if w is None:
+        if ls is not None:
+            loss_total = _float_total(ls)
+        parts = [loss_total, _float_total(pred), exact_total(lab)]
+        parts.append(ExactSum.from_value(int(pred.size)))
+    else:
+        if ls is not None:
+            loss_total = _float_total(times_or_zero(w, ls))
+        parts = [loss_total, _float_total(times_or_zero(w, pred)), exact_total(lab * w)]
+        parts.append(exact_total(w))
     sums = ExactSum(jnp.stack([p.hi for p in parts]), jnp.stack([p.lo for p in parts]))
     return state.replace(
         joint=state.joint.merge(hist.reshape(state.joint.shape)),

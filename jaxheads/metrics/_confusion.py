@@ -24,7 +24,7 @@ from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_segment_sum
 from jaxheads.metrics._exact_sum import ExactSum, reverse_cumsum
 from jaxheads.metrics._mean import div_no_nan
-from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank
+from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank, present
 
 __all__ = ["BinaryAccuracy", "ConfusionAtThresholds", "Precision", "Recall"]
 
@@ -76,14 +76,14 @@ def count_thresholds_below(
         # 1.1-1.3x faster than the search for TF's usual one to eight thresholds).
         count = jnp.zeros(predictions.shape, jnp.int32)
         for t in table:
-            hit = (t <= predictions) if inclusive else (t < predictions)
+            hit = jnp.asarray((t <= predictions) if inclusive else (t < predictions))
             count = count + hit.astype(jnp.int32)
         return count
     step = 1 << (n.bit_length() - 1)  # largest power of two <= n
     padded = np.concatenate([table, np.full(2 * step - 1 - n, np.inf, np.float32)])
 
     def below(t: jax.Array | np.float32) -> jax.Array:
-        return (t <= predictions) if inclusive else (t < predictions)
+        return jnp.asarray((t <= predictions) if inclusive else (t < predictions))
 
     # First step at a static index (a scalar compare, nothing to gather).
     k = jnp.where(below(padded[step - 1]), jnp.int32(step), jnp.int32(0))
@@ -153,7 +153,7 @@ class ConfusionAtThresholds(MetricState):
         ts = _normalize_thresholds(thresholds)
         if not epsilon >= 0.0:
             raise ValueError(f"epsilon must be >= 0; got {epsilon}.")
-        n = len(set(np.float32(ts).tolist()))
+        n = len(set(np.asarray(ts, np.float32).tolist()))
         return cls(
             counts=ExactSum.zeros((_NUM_CLASSES, n + 1)),
             thresholds=ts,
@@ -245,8 +245,8 @@ def _update(
 ) -> _C:
     lab, pred = match_label_rank(as_f32(labels), as_f32(predictions))
     w = broadcast_weights(sample_weight, tuple(pred.shape), "predictions")
-    lab, pred, w = flatten(lab, pred, w)
-    assert lab is not None and pred is not None
+    flat_lab, flat_pred, w = flatten(lab, pred, w)
+    lab, pred = present(flat_lab), present(flat_pred)
     uniq, _ = state._sorted()
     nb = uniq.shape[0] + 1
     k = count_thresholds_below(pred, uniq, state.inclusive)

@@ -16,6 +16,7 @@ from jaxheads.metrics._shapes import (
     broadcast_weights,
     flatten,
     match_label_rank,
+    present,
     times_or_zero,
 )
 
@@ -72,8 +73,8 @@ def _mean_compute(state: _WeightedMean) -> jax.Array:
 @jax.jit
 def _mean_update(state: _M, values: jax.Array, sample_weight: jax.Array | None) -> _M:
     v = as_f32(values)
-    v, w = flatten(v, broadcast_weights(sample_weight, tuple(v.shape), "values"))
-    assert v is not None
+    flat_v, w = flatten(v, broadcast_weights(sample_weight, tuple(v.shape), "values"))
+    v = present(flat_v)
     return state._fold(*_weighted_sums(v, w))
 
 
@@ -83,8 +84,8 @@ def _accuracy_update(
 ) -> _M:
     lab, pred = match_label_rank(as_f32(labels), as_f32(predictions))
     w = broadcast_weights(sample_weight, tuple(pred.shape), "predictions")
-    lab, pred, w = flatten(lab, pred, w)
-    matches = (lab == pred).astype(jnp.float32)
+    flat_lab, flat_pred, w = flatten(lab, pred, w)
+    matches = (present(flat_lab) == present(flat_pred)).astype(jnp.float32)
     return state._fold(*_weighted_sums(matches, w))
 
 

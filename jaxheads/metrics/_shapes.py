@@ -8,7 +8,7 @@ from jax.typing import ArrayLike
 
 from jaxheads._shapes import flat_views
 
-__all__ = ["as_f32", "broadcast_weights", "flatten", "match_label_rank", "times_or_zero"]
+__all__ = ["as_f32", "broadcast_weights", "flatten", "match_label_rank", "present", "times_or_zero"]
 
 
 def as_f32(x: ArrayLike) -> jax.Array:
@@ -86,6 +86,12 @@ def broadcast_weights(
 def flatten(*arrays: jax.Array | None) -> tuple[jax.Array | None, ...]:
     """1-D views behind one ``optimization_barrier``: :func:`jaxheads._shapes.flat_views`."""
     return flat_views(*arrays)
+
+
+def present(x: jax.Array | None) -> jax.Array:
+    """The array :func:`flatten` returned for a non-``None`` input (narrows the type)."""
+    assert x is not None
+    return x
 
 
 def times_or_zero(weights: jax.Array, values: jax.Array) -> jax.Array:
