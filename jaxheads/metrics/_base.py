@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 import jax
 import jax.numpy as jnp
 from flax import struct
-
-if sys.version_info >= (3, 11):
-    from typing import dataclass_transform
-else:  # pragma: no cover
-    from typing_extensions import dataclass_transform
 
 from jaxheads._tree_diff import describe_mismatch
 from jaxheads.metrics._exact_sum import ExactSum, fold_axis0
