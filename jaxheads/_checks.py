@@ -113,6 +113,35 @@ def check_features(features: Any) -> None:
         )
 
 
+def check_weight_values(features: Any, weight_column: Any) -> None:
+    """Host side: the weight column, when its values are concrete, is numeric and never NaN.
+
+    Called by the heads' ``encode_labels`` (which the train and eval steps run
+    before tracing), so a bad weight is a ``ValueError`` naming it, not a NaN
+    loss or a staging error inside ``jit``.
+    """
+    if weight_column is None or features is None:
+        return
+    check_features(features)
+    key = weight_column if isinstance(weight_column, str) else weight_column.key
+    if key not in features:
+        raise ValueError(
+            f"weight_column {key!r} is missing from features: expected a key {key!r} in "
+            f"features, got keys {sorted(features)}."
+        )
+    raw = features[key]
+    if isinstance(raw, jax.core.Tracer):
+        return
+    values = np.asarray(raw)
+    if not (jnp.issubdtype(values.dtype, jnp.number) or values.dtype == np.bool_):
+        raise ValueError(f"Weight column should be castable to float. Given dtype: {values.dtype}")
+    if np.isnan(values.astype(np.float32)).any():
+        raise ValueError(
+            f"weights must not be NaN; got NaN in features[{key!r}] (weight_column): "
+            f"{values.reshape(-1)[:5]}{'...' if values.size > 5 else ''}."
+        )
+
+
 def weights_from_features(
     features: Mapping[str, Any] | None,
     weight_column: Any,

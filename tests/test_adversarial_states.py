@@ -213,9 +213,6 @@ def _weighted_step_case():
     return head, _linen_state(head, x), x
 
 
-@pytest.mark.xfail(
-    strict=True, reason="fixed by H2, pending: weight values are not checked on the host"
-)
 def test_train_step_checks_concrete_nan_weights():
     head, state, x = _weighted_step_case()
     features = {"x": x, "w": np.array([1.0, np.nan, 1.0, 1.0], np.float32)}
@@ -223,12 +220,44 @@ def test_train_step_checks_concrete_nan_weights():
         train.make_train_step(None, head, inputs_key="x")(state, features, np.ones((4, 1)))
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by H2, pending: string weights reach jit")
 def test_train_step_names_string_weights():
     head, state, x = _weighted_step_case()
     features = {"x": x, "w": np.array(["a"] * 4)}
-    with pytest.raises(ValueError, match=r"Weight column should be castable to float"):
+    with pytest.raises(ValueError, match=r"features\['w'\] holds strings.*castable to float"):
         train.make_train_step(None, head, inputs_key="x")(state, features, np.ones((4, 1)))
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        jh.BinaryClassHead(weight_column="w"),
+        jh.MultiClassHead(3, weight_column="w"),
+        jh.MultiLabelHead(3, weight_column="w"),
+        jh.RegressionHead(weight_column="w"),
+        jh.LogisticRegressionHead(weight_column="w"),
+        jh.SequentialHeadWrapper(jh.BinaryClassHead(weight_column="w"), "mask"),
+    ],
+    ids=lambda h: type(h).__name__,
+)
+@pytest.mark.parametrize(
+    "weights, match",
+    [
+        (np.array([1.0, np.nan]), r"weights must not be NaN; got NaN in features\['w'\]"),
+        (np.array(["a", "b"]), r"Weight column should be castable to float\. Given dtype: <U1"),
+    ],
+    ids=["nan", "strings"],
+)
+def test_encode_labels_checks_concrete_weights(head, weights, match):
+    """The host-side check every step runs: a bad weight never reaches jit."""
+    labels = {
+        "MultiLabelHead": np.zeros((2, 3), np.int32),
+        "MultiClassHead": np.zeros((2, 1), np.int32),
+    }.get(type(head).__name__, np.zeros((2, 1), np.float32))
+    features = {"w": weights, "mask": np.ones((2, 1), bool)}
+    if isinstance(head, jh.SequentialHeadWrapper):
+        labels, features["w"] = labels.reshape(2, 1), weights.reshape(2, 1)
+    with pytest.raises(ValueError, match=match):
+        head.encode_labels(labels, features)
 
 
 def test_metrics_on_sharded_arrays_under_jit_equal_one_device():
@@ -259,3 +288,18 @@ def test_metrics_on_sharded_arrays_under_jit_equal_one_device():
     np.testing.assert_allclose(
         got["recall/positive_threshold_0.5"], recall.sum() / positives, rtol=1e-6
     )
+
+
+def test_sequence_weights_may_be_nan_at_padded_steps():
+    """Padded steps may hold anything: the host weight check looks at valid steps only."""
+    head = jh.SequentialHeadWrapper(jh.BinaryClassHead(weight_column="w"), "mask")
+    features = {
+        "mask": np.array([[True, False]]),
+        "w": np.array([[2.0, np.nan]], np.float32),
+    }
+    encoded = head.encode_labels(np.array([[1.0, -1.0]], np.float32), features)
+    loss = head.loss(encoded, np.zeros((1, 2, 1), np.float32), features)
+    np.testing.assert_allclose(loss, 2.0 * np.log(2.0), rtol=1e-6)  # one valid step, weight 2
+    features["w"] = np.array([[np.nan, 1.0]], np.float32)
+    with pytest.raises(ValueError, match=r"weights must not be NaN"):
+        head.encode_labels(np.array([[1.0, 0.0]], np.float32), features)

@@ -127,7 +127,7 @@ class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
         String labels are looked up in ``label_vocabulary`` (an unknown string
         is a ``ValueError``); numeric labels are range-checked.
         """
-        del features
+        _checks.check_weight_values(features, self.weight_column)
         encoded = jnp.asarray(self._ids(labels))
         _check_label_values(encoded)
         return np.asarray(encoded, np.float32)

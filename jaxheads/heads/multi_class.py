@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxheads import _validate, losses, metrics
+from jaxheads import _checks, _validate, losses, metrics
 from jaxheads import labels as lb
 from jaxheads._shapes import shape_str
 from jaxheads.heads._metric_state import (
@@ -189,7 +189,7 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
         ``ValueError``) to int32 ids; ids are range-checked. With
         ``one_hot_labels`` the float32 vectors are checked and returned.
         """
-        del features
+        _checks.check_weight_values(features, self.weight_column)
         self._check_not_sparse(labels)
         labels = jnp.asarray(self._encode(lb.require(labels)))
         if self.one_hot_labels:

@@ -210,7 +210,7 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
         Class names go through ``label_vocabulary`` (an unknown name is a
         ``ValueError``); values are range-checked.
         """
-        del features
+        _checks.check_weight_values(features, self.weight_column)
         return np.asarray(self._multi_hot(labels), np.float32)
 
     def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxheads import _validate, losses, metrics
+from jaxheads import _checks, _validate, losses, metrics
 from jaxheads import labels as lb
 from jaxheads.heads._metric_state import (
     RegressionHeadMetrics,
@@ -81,7 +81,7 @@ class _RegressionFamily(SingleHead[RegressionHeadMetrics]):
 
     def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
         """Host side: numeric labels as float32, value-checked, ready for ``jit``."""
-        del features
+        _checks.check_weight_values(features, self.weight_column)
         return np.asarray(self._checked(jnp.asarray(lb.require(labels))))
 
     def class_vocabularies(self) -> dict[str, tuple[str, ...]]:

@@ -47,6 +47,26 @@ def _as_bool(mask: jax.Array) -> jax.Array:
     return mask != jnp.zeros((), mask.dtype)
 
 
+def _zero_padded_steps(features: Mapping[str, Any], mask: jax.Array) -> dict[str, Any] | None:
+    """Host side: per-step numeric features (``[B, T]`` or ``[B, T, 1]``, e.g. a weight
+    column) with 0 at padded steps, where they may hold anything (NaN included); other
+    features unchanged. ``None`` when the mask is not concrete."""
+    if isinstance(mask, jax.core.Tracer):
+        return None
+    keep = np.asarray(mask)
+    out = dict(features)
+    for key, value in features.items():
+        if isinstance(value, jax.core.Tracer) or np.ndim(value) not in (2, 3):
+            continue
+        shape = np.shape(value)
+        if shape[:2] != keep.shape or (len(shape) == 3 and shape[2] != 1):
+            continue
+        array = np.asarray(value)
+        if jnp.issubdtype(array.dtype, jnp.number):
+            out[key] = np.where(keep.reshape(shape[:2] + (1,) * (len(shape) - 2)), array, 0)
+    return out
+
+
 def _check_feature_columns(feature_columns: Any) -> tuple[str, ...]:
     columns = feature_columns or []
     if isinstance(columns, str):
@@ -295,10 +315,13 @@ class SequentialHeadWrapper(LossHead[SM]):
         When ``features`` holds the mask, padded steps are replaced first (so
         padding strings need not be in the vocabulary).
         """
+        step_features = None
         if features is not None and self.input_sequence_mask_key in features:
             mask = _as_bool(jnp.asarray(features[self.input_sequence_mask_key]))
             labels = self._mask_labels(labels, mask)
-        return self.static_head.encode_labels(labels)
+            step_features = _zero_padded_steps(features, mask)
+        # The wrapped head checks its weight column's values on the valid steps only.
+        return self.static_head.encode_labels(labels, step_features)
 
     # ---------------------------------------------------------------- metrics
     def init_metrics(self, regularization_losses: Any = None) -> SM:
