@@ -248,7 +248,7 @@ class LogitHistogram(MetricState):
         Each logit bucket goes to the bin of its centre's probability (the
         clamp buckets to ``sigmoid(grid)``); the bin's mean probability uses
         the bucket centres, so it is within ``bucket width / 8`` of the exact
-        mean (|σ'| <= 1/4 over half a bucket).
+        mean (``|σ'| <= 1/4`` over half a bucket).
 
         Returns:
           ``{"bin_edges" [num_bins + 1], "weight", "mean_probability",
@@ -270,7 +270,7 @@ class LogitHistogram(MetricState):
         """Normalized entropy: mean log-loss / entropy of the base rate (CTR's NE).
 
         From the exact running sums of the raw per-example loss (confident
-        mistakes at |logit| of 20–100 count fully, never clamped). ``inf``
+        mistakes at ``|logit|`` of 20–100 count fully, never clamped). ``inf``
         (loss > 0) or NaN (no loss) when the base rate is 0 or 1.
         """
         return stats.normalized_entropy(self.sums)
