@@ -12,6 +12,7 @@ metrics per epoch are each head's own metrics (suffixed with its name) plus
 import jax
 import numpy as np
 import optax
+from _console import epochs
 from flax import linen as nn
 from flax.training.train_state import TrainState
 from sklearn.datasets import load_wine
@@ -65,8 +66,9 @@ train_step = train.make_train_step(None, head, with_metrics=False)
 eval_step = train.make_eval_step(None, head)
 
 rng = np.random.default_rng(0)
-print("epoch | train loss | " + " | ".join(COLUMNS))
-for epoch in range(1, EPOCHS + 1):
+print("epoch | train loss | " + " | ".join(COLUMNS), flush=True)
+progress, say = epochs(EPOCHS)  # a bar on a terminal only; one line per epoch in a log
+for epoch in progress:
     order = rng.permutation(idx_train)
     losses = []
     for start in range(0, len(order) - BATCH + 1, BATCH):
@@ -75,7 +77,7 @@ for epoch in range(1, EPOCHS + 1):
         losses.append(float(out.loss))
     values = head.compute_metrics(eval_step(state, x[idx_test], take(labels, idx_test)).metrics)
     row = [f"{float(values[k]):{len(k)}.4f}" for k in COLUMNS]
-    print(f"{epoch:5d} | {np.mean(losses):10.4f} | " + " | ".join(row))
+    say(f"{epoch:5d} | {np.mean(losses):10.4f} | " + " | ".join(row))
 
 predictions = head.predictions(model.apply({"params": state.params}, x[idx_test[:5]]))
 print("cultivar predicted:", np.asarray(predictions[("cultivar", "class_ids")]).ravel().tolist())
