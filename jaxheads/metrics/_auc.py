@@ -242,7 +242,7 @@ class AUC(ConfusionCurve):
     summation_method: str = struct.field(pytree_node=False, default="interpolation")
 
     @classmethod
-    def empty(  # type: ignore[override]
+    def empty(  # type: ignore[override,unused-ignore]
         cls,
         num_thresholds: int = 200,
         curve: str = "ROC",

@@ -136,7 +136,7 @@ def _all_gather(x: jax.Array, axis_name: Any) -> jax.Array:
     axis name (and older JAX) only has the plain, "varying" gather.
     """
     try:
-        return jax.lax.all_gather(x, axis_name, to="invarying")  # type: ignore[call-arg]
+        return jax.lax.all_gather(x, axis_name, to="invarying")  # type: ignore[call-arg,unused-ignore]
     except (TypeError, ValueError, NotImplementedError):
         return jax.lax.all_gather(x, axis_name)
 

@@ -325,13 +325,21 @@ def _update(
         k = tie = jnp.zeros(pred.shape, jnp.int32)
     cid_bit = (pred > 0.5) if cid is None else (cid > 0.5)
     idx = (((b * 3 + c) * kk + k) * 2 + tie) * 2 + cid_bit.astype(jnp.int32)
+    # One "some label is soft" flag (NaN labels too) for every lax.cond below.
+    any_soft = jnp.any(c == 2)
     logit_counts = state.logit_counts
     if logit_counts is None:
         hist = exact_segment_sum(w, idx, t * 3 * kk * 4)
     else:  # the logit histogram shares the joint scatter's digit split of the weights
         assert x is not None
         both = histogram_counts(
-            lab, x, w, state.logit_buckets, state.logit_grid, shared=(idx, t * 3 * kk * 4)
+            lab,
+            x,
+            w,
+            state.logit_buckets,
+            state.logit_grid,
+            shared=(idx, t * 3 * kk * 4),
+            soft=any_soft,
         )
         assert isinstance(both, tuple)
         by_logit, hist = both
@@ -347,14 +355,36 @@ def _update(
     else:
         if ls is not None:
             loss_total = _float_total(times_or_zero(w, ls))
-        parts = [loss_total, _float_total(times_or_zero(w, pred)), exact_total(lab * w)]
-        parts.append(exact_total(w))
+        # Σ W and Σ W·label are marginals of the compensated joint table (no pass of their
+        # own); only soft labels (class 2) add a sum, skipped by lax.cond when there are none.
+        by_class = _marginal(hist.reshape((t, 3, -1)), (1,))
+        weight_total = fold_axis0(by_class)
+        one = ExactSum(by_class.hi[1], by_class.lo[1])
+        parts = [loss_total, _float_total(times_or_zero(w, pred))]
+        parts += [one.merge(_soft_label_total(c, lab, w, any_soft, one)), weight_total]
     sums = ExactSum(jnp.stack([p.hi for p in parts]), jnp.stack([p.lo for p in parts]))
     return state.replace(
         joint=state.joint.merge(hist.reshape(state.joint.shape)),
         sums=state.sums.merge(sums),
         logit_counts=logit_counts,
     )
+
+
+def _soft_label_total(
+    c: jax.Array, lab: jax.Array, w: jax.Array, any_soft: jax.Array, like: ExactSum
+) -> ExactSum:
+    """Exact ``Σ W·label`` over the elements of label class 2 (neither 0 nor 1)."""
+    soft = c == 2
+
+    def total() -> tuple[jax.Array, jax.Array]:
+        s = exact_total(jnp.where(soft, times_or_zero(w, lab), 0.0))
+        return s.hi, s.lo
+
+    # zeros_like(like): the same (e.g. shard_map-varying) type in both branches.
+    hi, lo = jax.lax.cond(
+        any_soft, total, lambda: (jnp.zeros_like(like.hi), jnp.zeros_like(like.lo))
+    )
+    return ExactSum(hi, lo)
 
 
 def _float_total(x: jax.Array) -> ExactSum:

@@ -194,7 +194,9 @@ def reverse_cumsum(x: ExactSum, axis: int = -1) -> ExactSum:
     axis = axis % x.hi.ndim
     hi, lo = jnp.moveaxis(x.hi, axis, 0), jnp.moveaxis(x.lo, axis, 0)
 
-    def body(carry: tuple[jax.Array, jax.Array], item: tuple[jax.Array, jax.Array]):
+    def body(
+        carry: tuple[jax.Array, jax.Array], item: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
         r = ExactSum(*carry).merge(ExactSum(*item))
         return (r.hi, r.lo), (r.hi, r.lo)
 

@@ -51,6 +51,7 @@ def histogram_counts(
     num_groups: int = 1,
     *,
     shared: tuple[jax.Array, int] | None = None,
+    soft: jax.Array | None = None,
 ) -> ExactSum | tuple[ExactSum, ExactSum]:
     """The ``[2, num_buckets]`` class histogram of flat float32 arrays (exact / compensated).
 
@@ -61,7 +62,8 @@ def histogram_counts(
     is 0 or 1. With ``groups`` (int32 per element, in ``[0, num_groups)``) one
     scatter fills ``num_groups`` histograms: ``[num_groups, 2, num_buckets]``.
     ``shared=(ids, size)``: another histogram of the same weights whose digit
-    split is shared (the result is then ``(this, that)``).
+    split is shared (the result is then ``(this, that)``). ``soft``: the caller's
+    bool scalar "some label is neither 0 nor 1", when it has one (saves a pass).
     """
     b = bucket_index(logits, num_buckets, grid)
     if groups is not None:
@@ -69,7 +71,8 @@ def histogram_counts(
     two_b = 2 * num_buckets * num_groups
     nan = b == num_buckets  # NaN logits: kept out of both rows (the id two_b is dropped)
     major = (labels >= 0.5).astype(jnp.int32)
-    soft = jnp.any((labels != 0) & (labels != 1))
+    if soft is None:
+        soft = jnp.any((labels != 0) & (labels != 1))
 
     def ids(cls: jax.Array) -> jax.Array:
         return jnp.where(nan, jnp.int32(two_b), b + num_buckets * cls)
