@@ -52,6 +52,27 @@ def traced_value_checks(enabled: bool = True) -> Iterator[None]:
         yield
 
 
+def on_accelerator(x: Any) -> bool:
+    """Whether ``x`` is a concrete ``jax.Array`` with a buffer off the CPU (reading it copies)."""
+    if not isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
+        return False
+    return any(d.platform != "cpu" for d in x.sharding.device_set)  # type: ignore[attr-defined]
+
+
+@jax.jit
+def _min_max(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return jnp.min(x), jnp.max(x)
+
+
+def device_bounds(x: jax.Array) -> tuple[Any, Any] | None:
+    """``(min, max)`` of a non-empty accelerator array, reduced on the device (two scalars
+    come back, not the array); ``None`` for anything else (check it on the host)."""
+    if not on_accelerator(x) or x.size == 0:
+        return None
+    lo, hi = jax.device_get(_min_max(x))
+    return lo, hi
+
+
 def concrete_value(x: Any) -> np.ndarray | None:
     """The value of ``x`` as a NumPy array, or ``None`` when ``x`` is being traced."""
     if isinstance(x, jax.core.Tracer):
@@ -132,6 +153,10 @@ def check_weight_values(features: Any, weight_column: Any) -> None:
     raw = features[key]
     if isinstance(raw, jax.core.Tracer):
         return
+    if on_accelerator(raw) and (jnp.issubdtype(raw.dtype, jnp.number) or raw.dtype == np.bool_):
+        bounds = device_bounds(raw.astype(jnp.float32))
+        if bounds is None or not np.isnan(bounds[0]):  # NaN propagates through min
+            return
     values = np.asarray(raw)
     if not (jnp.issubdtype(values.dtype, jnp.number) or values.dtype == np.bool_):
         raise ValueError(f"Weight column should be castable to float. Given dtype: {values.dtype}")

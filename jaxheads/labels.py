@@ -32,6 +32,8 @@ __all__ = [
     "check_sparse_ids",
     "dense_labels",
     "encode_strings",
+    "encoded",
+    "host_array",
     "ids_to_multi_hot",
     "names_to_ids",
     "pad_label_sets",
@@ -146,12 +148,76 @@ def pad_label_sets(lists: Any, max_labels: int | None = None) -> np.ndarray:
     return out.reshape(batch_shape + (width,))
 
 
-def ids_to_multi_hot(ids: Any, n_classes: int) -> jax.Array:
-    """Padded ids ``[…, m]`` → float32 multi-hot ``[…, n_classes]`` (jittable)."""
-    ids = jnp.asarray(ids)
-    classes = jnp.arange(n_classes, dtype=ids.dtype).reshape((1,) * ids.ndim + (n_classes,))
-    hits = jnp.expand_dims(ids, -1) == classes  # [..., m, n]
-    return jnp.any(hits, axis=-2).astype(jnp.float32)
+def ids_to_multi_hot(ids: Any, n_classes: int) -> Any:
+    """Padded ids ``[…, m]`` → float32 multi-hot ``[…, n_classes]`` (jittable; NumPy in, NumPy out)."""
+    xp: Any = np if isinstance(ids, np.ndarray) else jnp
+    ids = xp.asarray(ids)
+    classes = xp.arange(n_classes, dtype=ids.dtype).reshape((1,) * ids.ndim + (n_classes,))
+    hits = xp.expand_dims(ids, -1) == classes  # [..., m, n]
+    return xp.any(hits, axis=-2).astype(np.float32)
+
+
+def _canonical(values: np.ndarray) -> np.ndarray:
+    """``values`` in JAX's default dtypes (float64 → float32, int64 → int32), as
+    ``jnp.asarray`` gives them — except integers that do not fit, which stay
+    wide so the range checks see them rather than a wrapped-around value."""
+    dtype = jax.dtypes.canonicalize_dtype(values.dtype)
+    if dtype == values.dtype:
+        return values
+    if values.dtype.kind in "iu" and values.size:
+        info = np.iinfo(dtype)
+        if values.min() < info.min or values.max() > info.max:
+            return values
+    return values.astype(dtype)
+
+
+def host_array(value: Any) -> Any:
+    """Host side: ``value`` as an array to check and encode, with no device round trip.
+
+    * NumPy arrays, lists and scalars of numbers or bools: a NumPy array in
+      JAX's default dtypes (see ``_canonical``); no device work at all.
+    * A ``jax.Array`` on the CPU: a zero-copy NumPy view of it.
+    * A ``jax.Array`` on an accelerator: itself; the range checks then reduce
+      it on the device (:func:`_checks.device_bounds`: one fused min/max, two
+      scalars copied back) and only a failing check copies the values, to
+      name them.
+    * Tracers pass through; anything else goes through ``jnp.asarray`` (its
+      errors included), as before.
+
+    Examples:
+      >>> host_array([[1], [0]]).dtype, type(host_array(np.zeros(2))).__name__
+      (dtype('int32'), 'ndarray')
+    """
+    if isinstance(value, jax.core.Tracer):
+        return value
+    if isinstance(value, jax.Array):
+        return value if _checks.on_accelerator(value) else np.asarray(value)
+    try:
+        values = np.asarray(value)
+    except (ValueError, TypeError):
+        return jnp.asarray(value)
+    if values.dtype.kind not in "biuf":
+        return jnp.asarray(value)
+    return _canonical(values)
+
+
+def encoded(given: Any, labels: Any, dtype: Any) -> Any:
+    """The checked ``labels`` as ``dtype``, ready for ``jit``, moved as little as possible.
+
+    When ``given`` was a ``jax.Array`` and encoding changed neither its dtype
+    nor its shape, ``given`` itself comes back (no host→device copy at the
+    step); labels still on an accelerator stay there; else a NumPy array.
+    """
+    if (
+        isinstance(given, jax.Array)
+        and not isinstance(given, jax.core.Tracer)
+        and given.dtype == dtype
+        and given.shape == np.shape(labels)
+    ):
+        return given
+    if isinstance(labels, jax.Array) and _checks.on_accelerator(labels):
+        return labels.astype(dtype)
+    return np.asarray(labels, dtype)
 
 
 def preview(bad: Any) -> str:
@@ -211,6 +277,9 @@ def check_numeric(labels: jax.Array, what: str = "labels") -> None:
 def check_range(labels: jax.Array, n_classes: int, message: str | None = None) -> None:
     """TF's ``check_label_range``: ``0 <= labels <= n_classes - 1`` (values checked when known)."""
     upper = n_classes - 1
+    bounds = _checks.device_bounds(labels)
+    if bounds is not None and bounds[0] >= 0 and bounds[1] <= upper:
+        return  # checked on the device; a failure falls through to name the values
     _checks.check_values(
         labels,
         lambda x: x <= upper,
@@ -237,6 +306,9 @@ def check_sparse_ids(ids: jax.Array, n_classes: int) -> None:
             "class ids padded with -1.)"
         )
     n = n_classes
+    bounds = _checks.device_bounds(ids)
+    if bounds is not None and bounds[0] >= PAD_ID and bounds[1] < n:
+        return  # integers in [-1, n): checked on the device
     _checks.check_values(
         ids,
         lambda x: ((x >= 0) & (x < n)) | (x == PAD_ID),

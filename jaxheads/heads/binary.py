@@ -121,16 +121,17 @@ class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
         vocabulary = None if self.label_vocabulary is None else self._vocabulary
         return lb.encode_strings(given, vocabulary, no_vocabulary)
 
-    def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
+    def encode_labels(self, labels: Any, features: Features = None) -> Any:
         """Host side: labels as float32 class ids in [0, 1], ready for ``jit``.
 
         String labels are looked up in ``label_vocabulary`` (an unknown string
-        is a ``ValueError``); numeric labels are range-checked.
+        is a ``ValueError``); numeric labels are range-checked. NumPy in, NumPy
+        out; a ``jax.Array`` is checked without leaving its device (see
+        :func:`jaxheads.labels.host_array`).
         """
         _checks.check_weight_values(features, self.weight_column)
-        encoded = jnp.asarray(self._ids(labels))
-        _check_label_values(encoded)
-        return np.asarray(encoded, np.float32)
+        ids = self._ids(labels)
+        return lb.encoded(ids, _check_label_values(lb.host_array(ids)), np.float32)
 
     def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:
         dense = lb.dense_labels(self._ids(labels), logits.shape, 1)

@@ -182,7 +182,7 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
         )
         return labels
 
-    def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
+    def encode_labels(self, labels: Any, features: Features = None) -> Any:
         """Host side: labels ready for ``jit``.
 
         Class names go through ``label_vocabulary`` (an unknown name is a
@@ -191,10 +191,11 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
         """
         _checks.check_weight_values(features, self.weight_column)
         self._check_not_sparse(labels)
-        labels = jnp.asarray(self._encode(lb.require(labels)))
+        given = self._encode(lb.require(labels))
+        labels = lb.host_array(given)
         if self.one_hot_labels:
-            return np.asarray(self._check_one_hot(labels))
-        return np.asarray(self._check_ids(labels))
+            return lb.encoded(given, self._check_one_hot(labels), np.float32)
+        return lb.encoded(given, self._check_ids(labels), np.int32)
 
     def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:
         self._check_not_sparse(labels)

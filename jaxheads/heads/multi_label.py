@@ -186,7 +186,7 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
     def _sparse_to_multi_hot(self, ids: Any) -> jax.Array:
         if is_string_array(ids):
             ids = lb.names_to_ids(ids, self._vocabulary)
-        ids = jnp.asarray(ids)
+        ids = lb.host_array(ids)
         lb.check_sparse_ids(ids, self.n_classes)
         return lb.ids_to_multi_hot(ids, self.n_classes)
 
@@ -197,21 +197,21 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
             return self._sparse_to_multi_hot(labels.ids)
         if is_string_array(labels):
             return self._sparse_to_multi_hot(lb.pad_label_sets(labels))
-        dense = jnp.asarray(labels)
+        dense = lb.host_array(labels)
         lb.check_numeric(dense)
         lb.check_range(
             dense, 2, message="labels must be an integer indicator Tensor with values in [0, 1]"
         )
-        return jnp.asarray(dense, jnp.float32)
+        return dense.astype(np.float32)
 
-    def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
+    def encode_labels(self, labels: Any, features: Features = None) -> Any:
         """Host side: any accepted label form → float32 multi-hot ``[…, n_classes]`` for ``jit``.
 
         Class names go through ``label_vocabulary`` (an unknown name is a
         ``ValueError``); values are range-checked.
         """
         _checks.check_weight_values(features, self.weight_column)
-        return np.asarray(self._multi_hot(labels), np.float32)
+        return lb.encoded(labels, self._multi_hot(labels), np.float32)
 
     def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:
         return lb.dense_labels(self._multi_hot(labels), logits.shape, self.n_classes)

@@ -79,10 +79,11 @@ class _RegressionFamily(SingleHead[RegressionHeadMetrics]):
     def _process_labels(self, labels: Any, logits: jax.Array) -> jax.Array:
         return self._checked(lb.dense_labels(labels, logits.shape, self.label_dimension))
 
-    def encode_labels(self, labels: Any, features: Features = None) -> np.ndarray:
+    def encode_labels(self, labels: Any, features: Features = None) -> Any:
         """Host side: numeric labels as float32, value-checked, ready for ``jit``."""
         _checks.check_weight_values(features, self.weight_column)
-        return np.asarray(self._checked(jnp.asarray(lb.require(labels))))
+        given = lb.require(labels)
+        return lb.encoded(given, self._checked(lb.host_array(given)), np.float32)
 
     def class_vocabularies(self) -> dict[str, tuple[str, ...]]:
         """``{}``: regression heads predict no class ids."""
