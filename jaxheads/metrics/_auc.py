@@ -29,8 +29,8 @@ from jax.typing import ArrayLike
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_segment_sum
 from jaxheads.metrics._exact_sum import ExactSum, reverse_cumsum
-from jaxheads.metrics._mean import div_no_nan
 from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank, present
+from jaxheads.reduction import safe_divide
 
 __all__ = [
     "AUC",
@@ -315,11 +315,11 @@ def _interpolated_pr_auc(tp_e: ExactSum, fp_e: ExactSum, fn_e: ExactSum) -> jax.
     tp, fn, p = tp * scale, fn * scale, p * scale
     dtp = tp[:-1] - tp[1:]
     dp = p[:-1] - p[1:]
-    slope = div_no_nan(dtp, jnp.maximum(dp, 0.0))
+    slope = safe_divide(dtp, jnp.maximum(dp, 0.0))
     intercept = tp[1:] - slope * p[1:]
     both = (p[:-1] > 0) & (p[1:] > 0)
-    ratio = jnp.where(both, div_no_nan(p[:-1], jnp.maximum(p[1:], 0.0)), jnp.ones_like(dp))
-    inc = div_no_nan(slope * (dtp + intercept * jnp.log(ratio)), jnp.maximum(tp[1:] + fn[1:], 0.0))
+    ratio = jnp.where(both, safe_divide(p[:-1], jnp.maximum(p[1:], 0.0)), jnp.ones_like(dp))
+    inc = safe_divide(slope * (dtp + intercept * jnp.log(ratio)), jnp.maximum(tp[1:] + fn[1:], 0.0))
     return jnp.sum(inc)
 
 
@@ -331,9 +331,9 @@ def _results(state: ConfusionCurve) -> dict[str, jax.Array]:
     """
     tp_e, fp_e, tn_e, fn_e = _exact(state)
     tp, fp, tn, fn = (x.value() for x in (tp_e, fp_e, tn_e, fn_e))
-    recall = div_no_nan(tp, tp_e.merge(fn_e).value())
-    fpr = div_no_nan(fp, fp_e.merge(tn_e).value())
-    precision = div_no_nan(tp, tp_e.merge(fp_e).value())
+    recall = safe_divide(tp, tp_e.merge(fn_e).value())
+    fpr = safe_divide(fp, fp_e.merge(tn_e).value())
+    precision = safe_divide(tp, tp_e.merge(fp_e).value())
     out = {
         "tp": tp,
         "fp": fp,

@@ -23,8 +23,8 @@ from jax.typing import ArrayLike
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_segment_sum
 from jaxheads.metrics._exact_sum import ExactSum, reverse_cumsum
-from jaxheads.metrics._mean import div_no_nan
 from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank, present
+from jaxheads.reduction import safe_divide
 
 __all__ = ["BinaryAccuracy", "ConfusionAtThresholds", "Precision", "Recall"]
 
@@ -299,12 +299,12 @@ def _results(state: ConfusionAtThresholds, epsilon: float) -> dict[str, jax.Arra
     def ratio(other: str) -> jax.Array:
         d = ex["tp"].merge(ex[other]).value()
         if epsilon == 0.0:
-            return div_no_nan(out["tp"], d)
+            return safe_divide(out["tp"], d)
         return out["tp"] / (d + np.float32(epsilon))
 
     out["precision"] = ratio("fp")
     out["recall"] = ratio("fn")
-    out["accuracy"] = div_no_nan(ex["correct"].value(), ex["total"].value())
+    out["accuracy"] = safe_divide(ex["correct"].value(), ex["total"].value())
     return {k: v[pos] for k, v in out.items()}
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxheads.metrics._batch_sum import exact_segment_sum, exact_total
 from jaxheads.metrics._exact_sum import ExactSum, reverse_cumsum
+from jaxheads.reduction import safe_divide
 
 __all__ = [
     "average_precision",
@@ -36,11 +37,6 @@ _BOUND_SLACK = np.float32(1e-6)
 
 def _row(x: ExactSum, i: int) -> ExactSum:
     return ExactSum(x.hi[i], x.lo[i])
-
-
-def _div0(num: jax.Array, den: jax.Array) -> jax.Array:
-    safe = jnp.where(den == 0, jnp.ones_like(den), den)
-    return jnp.where(den == 0, jnp.zeros_like(num), num / safe)
 
 
 def _tails(counts: ExactSum) -> dict[str, jax.Array]:
@@ -71,9 +67,9 @@ def roc_auc(counts: ExactSum) -> tuple[jax.Array, jax.Array, jax.Array]:
     tie = exact_total(t["pos"] * t["neg"]).value()
     pn = t["P"] * t["N"]
     ok = pn > 0
-    auc = _div0(strict + 0.5 * tie, pn)
-    lower = jnp.where(ok, jnp.maximum(_div0(strict, pn) - _BOUND_SLACK, 0.0), 0.0)
-    upper = jnp.where(ok, jnp.minimum(_div0(strict + tie, pn) + _BOUND_SLACK, 1.0), 1.0)
+    auc = safe_divide(strict + 0.5 * tie, pn)
+    lower = jnp.where(ok, jnp.maximum(safe_divide(strict, pn) - _BOUND_SLACK, 0.0), 0.0)
+    upper = jnp.where(ok, jnp.minimum(safe_divide(strict + tie, pn) + _BOUND_SLACK, 1.0), 1.0)
     return auc, lower, upper
 
 
@@ -88,12 +84,14 @@ def delong_stderr(counts: ExactSum) -> jax.Array:
     """
     t = _tails(counts)
     big_p, big_n = t["P"], t["N"]
-    auc = _div0(exact_total(t["pos"] * (t["neg_below"] + 0.5 * t["neg"])).value(), big_p * big_n)
-    v10 = _div0(t["neg_below"] + 0.5 * t["neg"], big_n)
-    v01 = _div0(t["pos_above"] + 0.5 * t["pos"], big_p)
-    s10 = _div0(exact_total(t["pos"] * (v10 - auc) ** 2).value(), big_p - 1.0)
-    s01 = _div0(exact_total(t["neg"] * (v01 - auc) ** 2).value(), big_n - 1.0)
-    var = _div0(s10, big_p) + _div0(s01, big_n)
+    auc = safe_divide(
+        exact_total(t["pos"] * (t["neg_below"] + 0.5 * t["neg"])).value(), big_p * big_n
+    )
+    v10 = safe_divide(t["neg_below"] + 0.5 * t["neg"], big_n)
+    v01 = safe_divide(t["pos_above"] + 0.5 * t["pos"], big_p)
+    s10 = safe_divide(exact_total(t["pos"] * (v10 - auc) ** 2).value(), big_p - 1.0)
+    s01 = safe_divide(exact_total(t["neg"] * (v01 - auc) ** 2).value(), big_n - 1.0)
+    var = safe_divide(s10, big_p) + safe_divide(s01, big_n)
     ok = (big_p > 1) & (big_n > 1)
     return jnp.where(ok, jnp.sqrt(var), jnp.inf)
 
@@ -102,8 +100,8 @@ def delong_stderr(counts: ExactSum) -> jax.Array:
 def average_precision(counts: ExactSum) -> jax.Array:
     """``Σ_k (R_k − R_{k+1}) · P_k`` over buckets descending (scikit-learn's step sum)."""
     t = _tails(counts)
-    precision = _div0(t["tp"], t["tp"] + t["fp"])
-    return _div0(exact_total(t["pos"] * precision).value(), t["P"])
+    precision = safe_divide(t["tp"], t["tp"] + t["fp"])
+    return safe_divide(exact_total(t["pos"] * precision).value(), t["P"])
 
 
 def curve_points(counts: ExactSum, edges: np.ndarray, kind: str) -> dict[str, jax.Array]:
@@ -129,10 +127,10 @@ def _curve_arrays(counts: ExactSum) -> dict[str, jax.Array]:
     """Per bucket threshold k (positive iff bucket >= k): recall, precision, fpr, specificity."""
     t = _tails(counts)
     return {
-        "recall": _div0(t["tp"], t["P"]),
-        "precision": _div0(t["tp"], t["tp"] + t["fp"]),
-        "fpr": _div0(t["fp"], t["N"]),
-        "specificity": _div0(t["neg_below"], t["N"]),
+        "recall": safe_divide(t["tp"], t["P"]),
+        "precision": safe_divide(t["tp"], t["tp"] + t["fp"]),
+        "fpr": safe_divide(t["fp"], t["N"]),
+        "specificity": safe_divide(t["neg_below"], t["N"]),
         "predicted": t["tp"] + t["fp"],
     }
 
@@ -179,8 +177,8 @@ def calibration(counts: ExactSum, centres: np.ndarray, num_bins: int) -> dict[st
     return {
         "bin_edges": jnp.linspace(0.0, 1.0, num_bins + 1, dtype=jnp.float32),
         "weight": w,
-        "mean_probability": _div0(pw, w),
-        "positive_rate": _div0(y, w),
+        "mean_probability": safe_divide(pw, w),
+        "positive_rate": safe_divide(y, w),
     }
 
 
@@ -188,14 +186,14 @@ def ece(counts: ExactSum, centres: np.ndarray, num_bins: int) -> jax.Array:
     """Expected calibration error ``Σ_bins |Σw·y − Σw·p| / Σw``."""
     bins, p = _bins(centres, num_bins)
     w, y, pw = _bin_sums(counts, jnp.asarray(bins), jnp.asarray(p), num_bins)
-    return _div0(jnp.sum(jnp.abs(y - pw)), jnp.sum(w))
+    return safe_divide(jnp.sum(jnp.abs(y - pw)), jnp.sum(w))
 
 
 @jax.jit
 def normalized_entropy(sums: ExactSum) -> jax.Array:
     """``(Σw·loss / Σw) / H(Σw·y / Σw)`` with ``H`` the binary entropy (nats)."""
     s = sums.value()
-    mean_loss = _div0(s[0], s[3])
-    rate = _div0(s[2], s[3])
+    mean_loss = safe_divide(s[0], s[3])
+    rate = safe_divide(s[2], s[3])
     h = -(jax.scipy.special.xlogy(rate, rate) + jax.scipy.special.xlogy(1.0 - rate, 1.0 - rate))
     return mean_loss / h

@@ -19,16 +19,11 @@ from jaxheads.metrics._shapes import (
     present,
     times_or_zero,
 )
+from jaxheads.reduction import safe_divide
 
 __all__ = ["Accuracy", "Mean"]
 
 _M = TypeVar("_M", bound="_WeightedMean")
-
-
-def div_no_nan(num: jax.Array, den: jax.Array) -> jax.Array:
-    """``num / den``, and 0 where ``den == 0`` (TF's ``div_no_nan``)."""
-    safe = jnp.where(den == 0, jnp.ones_like(den), den)
-    return jnp.where(den == 0, jnp.zeros_like(num), num / safe)
 
 
 def _arr(x: ArrayLike | None) -> jax.Array | None:
@@ -67,7 +62,7 @@ class _WeightedMean(MetricState):
 
 @jax.jit
 def _mean_compute(state: _WeightedMean) -> jax.Array:
-    return div_no_nan(state.total.value(), state.count.value())
+    return safe_divide(state.total.value(), state.count.value())
 
 
 @jax.jit
