@@ -436,3 +436,23 @@ def test_zero_head_weight_removes_a_head_with_infinite_loss():
     assert float(head.loss(labels, logits)) == 1.0  # the regression head's mean (1 - 0)^2
     grad = jax.grad(lambda x: head.loss(labels, x))(jax.tree.map(jnp.asarray, logits))
     np.testing.assert_array_equal(grad["a"], 0.0)
+
+
+def test_int64_labels_beyond_int32_are_refused_not_wrapped():
+    """2**32 + 1 must not wrap to the valid class id 1 on the host path (NumPy int64)."""
+    head = jh.MultiClassHead(n_classes=3)
+    labels = np.array([[0], [2**32 + 1]], np.int64)
+    with pytest.raises(ValueError, match="[Ll]abels"):
+        head.encode_labels(labels)
+    binary = jh.BinaryClassHead()
+    with pytest.raises(ValueError, match="[Ll]abels"):
+        binary.encode_labels(np.array([[0], [2**32 + 1]], np.int64))
+
+
+def test_host_label_check_of_a_jax_array_keeps_its_values():
+    """A jax.Array label passes the host check unchanged (zero-copy view on CPU)."""
+    head = jh.MultiClassHead(n_classes=3)
+    labels = jnp.array([[0], [2], [1]], jnp.int32)
+    np.testing.assert_array_equal(np.asarray(head.encode_labels(labels)), [[0], [2], [1]])
+    with pytest.raises(ValueError, match="[Ll]abels"):
+        head.encode_labels(jnp.array([[0], [3]], jnp.int32))
