@@ -101,7 +101,9 @@ def select_predictions(
         keys = [keys]
     for key in keys:
         if key in PredictionKeys.HOST_ONLY:
-            ids_key = PredictionKeys.ALL_CLASS_IDS if key == "all_classes" else class_ids_key
+            ids_key = (
+                PredictionKeys.ALL_CLASS_IDS if key == PredictionKeys.ALL_CLASSES else class_ids_key
+            )
             raise ValueError(
                 f"Prediction key {key!r} holds strings, which JAX arrays cannot: call "
                 f"head.class_names(predictions[{ids_key!r}]) on the host instead."

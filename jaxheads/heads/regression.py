@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-def _check_label_dimension(head: Any) -> None:
+def _check_label_dimension(head: _RegressionFamily) -> None:
     """Validates ``head.label_dimension`` (NumPy/JAX integers too, never bool) and stores an int."""
     label_dimension = _validate.positive_int(
         head.label_dimension, "label_dimension", tf_message="Invalid label_dimension"
