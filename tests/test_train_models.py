@@ -553,3 +553,29 @@ def test_missing_labels_string_features_and_micro_batch_types():
     _, out = step(state, features, labels)
     _, ref = train.make_train_step(None, HEAD, inputs_key="x")(state, features, labels)
     _close(out.loss, ref.loss)
+
+
+def test_padding_a_training_batch_with_batch_statistics_is_refused(mesh):
+    """Padding is masked out of loss/gradients/metrics but not out of BatchNorm's
+    statistics: a training batch that would need it is a clear error, not a silent
+    change (linen mutable collections; nnx BatchStat variables)."""
+    features, labels = _data(n=B - 3)  # 29 rows do not split over 8 devices
+    _, state = _bn_state()
+    step = train.make_train_step(
+        None,
+        HEAD,
+        inputs_key="x",
+        mutable=("batch_stats",),
+        apply_kwargs={"train": True},
+        mesh=mesh,
+    )
+    with pytest.raises(ValueError, match=r"29 rows.*batch statistics over the padded rows"):
+        step(train.replicate(state, mesh), features, labels)
+    module, optimizer = _nnx(mesh=mesh)
+    nnx_step = train.make_nnx_train_step(None, HEAD, inputs_key="x", mesh=mesh, strategy="jit")
+    with pytest.raises(ValueError, match=r"29 rows.*batch statistics over the padded rows"):
+        nnx_step(module, optimizer, features, labels)
+    # The same rows without batch statistics are padded and trained exactly.
+    plain = train.make_train_step(None, HEAD, inputs_key="x", mesh=mesh)
+    _, out = plain(train.replicate(_linear_state(), mesh), features, labels)
+    assert np.isfinite(float(out.loss))

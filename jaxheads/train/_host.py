@@ -4,7 +4,7 @@ batches turned into global arrays, uneven or indivisible batches padded and mask
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -258,4 +258,23 @@ def global_batch(batch: Any, mesh: Mesh, data_axis: str = "data") -> Any:
     sharding = data_sharding(mesh, data_axis)
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
+    )
+
+
+def refuse_padding_for_batch_statistics(batch: Batch, collections: Sequence[str]) -> None:
+    """A training batch that needs padding is refused when the model keeps batch statistics.
+
+    The step masks padded rows out of the loss, gradients and metrics, but a
+    normalisation layer computes its statistics over every row it sees, so
+    padding would silently change them. The padding decision is the same on
+    every host (it comes from the exchanged batch sizes), so every host raises.
+    """
+    if batch.mask is None or not collections:
+        return
+    raise ValueError(
+        f"this training batch has {batch.n_valid} rows, which do not split evenly over the "
+        "data shards (or the hosts' batch sizes differ), so the step would pad it; the model's "
+        f"mutable collections {tuple(collections)} would then compute batch statistics over "
+        "the padded rows. Give every host the same batch size, divisible by its data shards "
+        "(drop or refill the last uneven batch), or train without batch statistics."
     )

@@ -22,7 +22,7 @@ from jaxheads.train._grads import (
     loss_and_grads,
     metric_state,
 )
-from jaxheads.train._host import Batch, prepare_batch
+from jaxheads.train._host import Batch, prepare_batch, refuse_padding_for_batch_statistics
 from jaxheads.train._outputs import EvalOutput, StepOutput, fold_eval
 from jaxheads.train._place import CoreOutput, check_strategy, distribute, same_on_every_device
 
@@ -103,7 +103,8 @@ def make_train_step(
         replicated (place it once with :func:`replicate`). Each process passes
         its host-local rows; sizes may differ between hosts, or not split over
         the devices: rows are padded and masked out of the loss, gradients and
-        metrics (batch statistics of the model still see the padded rows).
+        metrics (a model with ``mutable`` collections refuses such a batch with a
+        ValueError on every host: its batch statistics would see the padded rows).
       data_axis: the mesh axis of the batch.
       strategy: ``"jit"`` (sharded arrays, XLA's partitioner) or
         ``"shard_map"`` (explicit per-device code and ``psum``; give
@@ -177,6 +178,7 @@ def make_train_step(
         _state.check_collections(state, collections)
         _state.check_rng(rng)
         batch = prepare_batch(head, features, labels, mesh, data_axis, check_labels, micro_batches)
+        refuse_padding_for_batch_statistics(batch, collections)
         return step(None, state, batch, rng)
 
     return train_step

@@ -19,7 +19,7 @@ from jaxheads.train._grads import (
     loss_and_grads,
     metric_state,
 )
-from jaxheads.train._host import Batch, prepare_batch
+from jaxheads.train._host import Batch, prepare_batch, refuse_padding_for_batch_statistics
 from jaxheads.train._outputs import EvalOutput, StepOutput, fold_eval
 from jaxheads.train._place import CoreOutput, check_strategy, distribute, same_on_every_device
 from jaxheads.train._state import check_previous
@@ -147,6 +147,8 @@ def make_nnx_train_step(
                 f"{type(optimizer).__name__}."
             )
         batch = prepare_batch(head, features, labels, mesh, data_axis, check_labels, micro_batches)
+        if jax.tree.leaves(nnx.state(module, nnx.BatchStat)):
+            refuse_padding_for_batch_statistics(batch, ("batch_stats",))
         graphdef, state = nnx.split((module, optimizer))
         state, out = step(graphdef, state, batch, None)
         nnx.update((module, optimizer), state)
