@@ -7,7 +7,6 @@ model with its label vocabulary.
 """
 
 import pathlib
-import sys
 
 import jax
 import matplotlib
@@ -26,6 +25,7 @@ from jaxheads.flax import LinenHead
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from _console import epochs
 
 OUT = pathlib.Path(__file__).parent / "out"
 EPOCHS, BATCH = 15, 32
@@ -56,21 +56,10 @@ train_step = train.make_train_step(None, head, with_metrics=False, donate=True)
 eval_step = train.make_eval_step(None, head)
 
 
-def epochs(n: int):
-    """A progress bar on a terminal; a plain range in a log file (no interleaved bars)."""
-    if sys.stdout.isatty():
-        try:
-            from tqdm import tqdm
-
-            return tqdm(range(1, n + 1), desc="epochs", leave=False)
-        except ImportError:
-            pass
-    return range(1, n + 1)
-
-
 rng = np.random.default_rng(0)
 print(" | ".join(["epoch"] + COLUMNS), flush=True)
-for epoch in epochs(EPOCHS):
+progress, say = epochs(EPOCHS)  # a bar on a terminal only; one line per epoch in a log
+for epoch in progress:
     order = rng.permutation(len(x_train))
     for start in range(0, len(order) - BATCH + 1, BATCH):
         batch = order[start : start + BATCH]
@@ -79,7 +68,7 @@ for epoch in epochs(EPOCHS):
     metrics = eval_step(state, x_test, y_test).metrics
     values = head.compute_metrics(metrics)
     row = [f"{epoch:5d}"] + [f"{float(values[k]):{len(k)}.4f}" for k in COLUMNS]
-    print(" | ".join(row), flush=True)
+    say(" | ".join(row))
 
 OUT.mkdir(exist_ok=True)
 curve = head.curve(metrics)  # the ROC / PR counts at 200 thresholds

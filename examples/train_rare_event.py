@@ -14,7 +14,6 @@ are saved.
 """
 
 import pathlib
-import sys
 
 import jax
 import matplotlib
@@ -32,6 +31,7 @@ from jaxheads.flax import LinenHead
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from _console import epochs
 
 OUT = pathlib.Path(__file__).parent / "out"
 EPOCHS, BATCH, KEPT_POSITIVES = 12, 64, 30
@@ -47,18 +47,6 @@ def imbalanced_digits(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     x = data.data[keep].astype(np.float32)
     y = (data.target[keep] == 9).astype(np.float32)[:, None]
     return x, y
-
-
-def epochs(n: int):
-    """A progress bar on a terminal; a plain range in a log file (no interleaved bars)."""
-    if sys.stdout.isatty():
-        try:
-            from tqdm import tqdm
-
-            return tqdm(range(1, n + 1), desc="epochs", leave=False)
-        except ImportError:
-            pass
-    return range(1, n + 1)
 
 
 x, y = imbalanced_digits()
@@ -89,7 +77,8 @@ eval_step = train.make_eval_step(None, head)
 
 rng = np.random.default_rng(0)
 print(" | ".join(["epoch"] + COLUMNS), flush=True)
-for epoch in epochs(EPOCHS):
+progress, say = epochs(EPOCHS)  # a bar on a terminal only; one line per epoch in a log
+for epoch in progress:
     order = rng.permutation(len(x_train))
     for start in range(0, len(order) - BATCH + 1, BATCH):
         batch = order[start : start + BATCH]
@@ -97,7 +86,7 @@ for epoch in epochs(EPOCHS):
     evaluation = eval_step(state, x_test, y_test).metrics
     values = head.compute_metrics(evaluation)
     row = [f"{epoch:5d}"] + [f"{float(values[k]):{len(k)}.4f}" for k in COLUMNS]
-    print(" | ".join(row), flush=True)
+    say(" | ".join(row))
 
 print("\nExtended evaluation (test set):")
 lower, upper = float(values["roc_auc/lower"]), float(values["roc_auc/upper"])
