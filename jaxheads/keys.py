@@ -50,14 +50,14 @@ class MetricKeys:
     NORMALIZED_ENTROPY: Final = "normalized_entropy"
     CALIBRATION_RATIO: Final = "calibration_ratio"
     EXTENDED: Final = (
-        "roc_auc",
-        "roc_auc/lower",
-        "roc_auc/upper",
-        "roc_auc/stderr",
-        "average_precision",
-        "expected_calibration_error",
-        "normalized_entropy",
-        "calibration_ratio",
+        ROC_AUC,
+        ROC_AUC_LOWER,
+        ROC_AUC_UPPER,
+        ROC_AUC_STDERR,
+        AVERAGE_PRECISION,
+        EXPECTED_CALIBRATION_ERROR,
+        NORMALIZED_ENTROPY,
+        CALIBRATION_RATIO,
     )
 
 
@@ -73,7 +73,7 @@ class PredictionKeys:
     PREDICTIONS: Final = "predictions"
     PROBABILITIES: Final = "probabilities"
     # String-valued keys: made on the host by ``head.class_names``, never in a jax dict.
-    HOST_ONLY: Final = ("classes", "all_classes")
+    HOST_ONLY: Final = (CLASSES, ALL_CLASSES)
 
 
 class SignatureKeys:
