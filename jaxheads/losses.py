@@ -63,12 +63,34 @@ def _clip_finite(x: jax.Array) -> jax.Array:
     return jnp.clip(x, -_FINITE_MAX, _FINITE_MAX)
 
 
-@jax.custom_jvp
-def _sigmoid_ce(labels: jax.Array, logits: jax.Array) -> jax.Array:
+def sigmoid_loss_and_probability(
+    labels: jax.Array, logits: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Sigmoid cross-entropy and sigmoid from ONE ``exp``: ``(loss, p)``, float32.
+
+    The single definition of the binary loss (``sigmoid_cross_entropy`` is
+    its first output; the metric kernels take both, so an update pays one
+    ``exp`` for the loss and the probability). ``loss = max(x, 0) − x·y +
+    log1p(exp(−|x|))`` with the ``x·y`` terms written so that ``x = ±inf``
+    gives 0 when the label agrees and ``inf`` otherwise (never ``inf − inf``);
+    ``p = 1 / (1 + e)`` or ``e / (1 + e)`` with ``e = exp(−|x|)`` (no overflow).
+
+    Examples:
+      >>> loss, p = sigmoid_loss_and_probability(jnp.array([1.0, 0.0]), jnp.array([0.0, 40.0]))
+      >>> loss.tolist(), p.tolist()
+      ([0.6931471824645996, 40.0], [0.5, 1.0])
+    """
+    e = jnp.exp(-jnp.abs(logits))
     linear = jnp.where(
         logits > 0, times_or_zero(logits, 1 - labels), times_or_zero(-logits, labels)
     )
-    return linear + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    inv = 1.0 / (1.0 + e)
+    return linear + jnp.log1p(e), jnp.where(logits >= 0, inv, e * inv)
+
+
+@jax.custom_jvp
+def _sigmoid_ce(labels: jax.Array, logits: jax.Array) -> jax.Array:
+    return sigmoid_loss_and_probability(labels, logits)[0]
 
 
 @_sigmoid_ce.defjvp

@@ -210,13 +210,13 @@ class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
         )
 
     def _update_state(self, state: BinaryHeadMetrics, batch: Batch) -> BinaryHeadMetrics:
-        counts = state.counts.update(
+        # The built-in loss is recomputed by the kernel from the same exp as the
+        # probability (XLA drops the batch's copy); a custom loss_fn's is passed.
+        counts = state.counts.update_logits(
             batch.labels,
-            jax.nn.sigmoid(batch.logits),
-            batch.weights,
-            class_ids=(batch.logits > 0).astype(jnp.float32),
-            loss=batch.loss,
-            logits=batch.logits,
+            batch.logits,
+            self._metric_weights(batch),
+            loss=None if self.loss_fn is None else batch.loss,
         )
         return state.replace(counts=counts)
 

@@ -25,44 +25,21 @@ from flax import struct
 from jax.typing import ArrayLike
 
 from jaxheads._compat import check_compat, summation_method, threshold_epsilon
-from jaxheads._shapes import match_trailing_one
 from jaxheads.keys import MetricKeys, threshold_key
 from jaxheads.metrics._auc import ConfusionCurve
 from jaxheads.metrics._base import MetricState
-from jaxheads.metrics._batch_sum import exact_segment_sum, exact_total
+from jaxheads.metrics._binary_update import fold_logits, fold_probabilities, marginal
 from jaxheads.metrics._confusion import (
     ConfusionAtThresholds,
     _normalize_thresholds,
-    count_thresholds_below,
 )
 from jaxheads.metrics._exact_sum import ExactSum, fold_axis0
 from jaxheads.metrics._histogram import LogitHistogram
-from jaxheads.metrics._histogram_kernels import histogram_counts
 from jaxheads.metrics._mean import Mean
-from jaxheads.metrics._shapes import (
-    as_f32,
-    broadcast_weights,
-    flatten,
-    match_label_rank,
-    present,
-    times_or_zero,
-)
 
 __all__ = ["BinaryClassifierMetrics"]
 
 _MEANS = ("loss", "prediction", "label")
-
-
-def _marginal(x: ExactSum, keep: tuple[int, ...]) -> ExactSum:
-    """Exact sum of ``x`` over every axis not in ``keep`` (kept axes stay in order)."""
-    drop = [a for a in range(x.hi.ndim) if a not in keep]
-    if not drop:
-        return x
-    order = drop + list(keep)
-    kept_shape = tuple(x.hi.shape[a] for a in keep)
-    hi = jnp.transpose(x.hi, order).reshape((-1, *kept_shape))
-    lo = jnp.transpose(x.lo, order).reshape((-1, *kept_shape))
-    return fold_axis0(ExactSum(hi, lo))
 
 
 class BinaryClassifierMetrics(MetricState):
@@ -77,7 +54,9 @@ class BinaryClassifierMetrics(MetricState):
       joint: :class:`ExactSum` ``[T, 3, nt + 1, 2, 2]``: weight per (curve bucket,
         label class — exactly 0 / exactly 1 / other non-zero —, number of sorted
         explicit thresholds below ``p``, whether ``p`` equals the next one, class id).
-      sums: :class:`ExactSum` ``[4]``: ``Σ W·loss``, ``Σ W·prediction``, ``Σ W·label``, ``Σ W``.
+      sums: :class:`ExactSum` ``[3]``: ``Σ W·loss``, ``Σ W·prediction`` and ``Σ W·label``
+        over the soft labels (neither 0 nor 1). ``Σ W`` and the rest of ``Σ W·label``
+        are marginals of ``joint``, taken by the views (once per evaluation, not per batch).
       num_thresholds: static ``T`` of the ROC / PR curve (200 as TF).
       thresholds: static explicit thresholds (possibly empty), as
         :class:`ConfusionAtThresholds`.
@@ -130,7 +109,7 @@ class BinaryClassifierMetrics(MetricState):
         hist = LogitHistogram.empty(logit_buckets, logit_grid) if logit_buckets else None
         return cls(
             joint=ExactSum.zeros((t, 3, nt + 1, 2, 2)),
-            sums=ExactSum.zeros((4,)),
+            sums=ExactSum.zeros((3,)),
             logit_counts=None if hist is None else hist.counts,
             num_thresholds=t,
             thresholds=ts,
@@ -175,7 +154,7 @@ class BinaryClassifierMetrics(MetricState):
                 "This BinaryClassifierMetrics keeps a logit histogram (logit_buckets="
                 f"{self.logit_buckets}): pass logits= to update()."
             )
-        return _update(
+        return fold_probabilities(
             self,
             jnp.asarray(labels),
             jnp.asarray(predictions),
@@ -183,6 +162,49 @@ class BinaryClassifierMetrics(MetricState):
             arr(class_ids),
             arr(loss),
             None if self.logit_counts is None else arr(logits),
+        )
+
+    def update_logits(
+        self,
+        labels: ArrayLike,
+        logits: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        loss: ArrayLike | None = None,
+    ) -> BinaryClassifierMetrics:
+        """Folds in a batch of logits (pure; jittable): the heads' fast path.
+
+        Equal to ``update(labels, sigmoid(logits), sample_weight,
+        class_ids=logits > 0, loss=sigmoid_cross_entropy(labels, logits),
+        logits=logits)``, but the probability, the class id and the loss come
+        from ONE ``exp`` in one fused pass over flat views of the batch.
+
+        Args:
+          labels: ``[D0, …, DN]`` or the logits' shape (non-zero = positive).
+          logits: any float dtype.
+          sample_weight: ``None`` (every count is one int32 scatter), a scalar,
+            or broadcastable to the logits (TF rules).
+          loss: per-element loss of the logits' shape for ``mean("loss")`` (a
+            head's custom ``loss_fn``); default the sigmoid cross-entropy.
+
+        Returns:
+          The updated state.
+
+        Raises:
+          ValueError: on incompatible shapes, naming them.
+
+        Examples:
+          >>> m = BinaryClassifierMetrics.empty(thresholds=(0.5,))
+          >>> m = m.update_logits(jnp.array([1.0, 0.0, 1.0]), jnp.array([2.0, -1.0, -3.0]))
+          >>> round(float(m.compute()["accuracy"]), 6), round(float(m.mean("loss").compute()), 6)
+          (0.666667, 1.162926)
+        """
+        return fold_logits(
+            self,
+            jnp.asarray(labels),
+            jnp.asarray(logits),
+            None if sample_weight is None else jnp.asarray(sample_weight),
+            None if loss is None else jnp.asarray(loss),
         )
 
     # ------------------------------------------------------------------ views
@@ -217,7 +239,7 @@ class BinaryClassifierMetrics(MetricState):
             raise ValueError("This BinaryClassifierMetrics keeps no logit histogram.")
         return LogitHistogram(
             counts=self.logit_counts,
-            sums=self.sums,
+            sums=_totals_view(self),
             num_buckets=self.logit_buckets,
             grid=self.logit_grid,
         )
@@ -232,9 +254,10 @@ class BinaryClassifierMetrics(MetricState):
         if which not in _MEANS:
             raise ValueError(f"mean() takes one of {_MEANS}; got {which!r}.")
         i = _MEANS.index(which)
+        totals = _totals_view(self)
         return Mean(
-            total=ExactSum(self.sums.hi[i], self.sums.lo[i]),
-            count=ExactSum(self.sums.hi[3], self.sums.lo[3]),
+            total=ExactSum(totals.hi[i], totals.lo[i]),
+            count=ExactSum(totals.hi[3], totals.lo[3]),
         )
 
     def compute(self, compat: str = "v2") -> dict[str, jax.Array]:
@@ -279,121 +302,21 @@ class BinaryClassifierMetrics(MetricState):
         return out
 
 
-# ---------------------------------------------------------------------- kernels (jitted)
+# ---------------------------------------------------------------------- views (jitted)
 @jax.jit
-def _update(
-    state: BinaryClassifierMetrics,
-    labels: jax.Array,
-    predictions: jax.Array,
-    sample_weight: jax.Array | None,
-    class_ids: jax.Array | None,
-    loss: jax.Array | None,
-    logits: jax.Array | None,
-) -> BinaryClassifierMetrics:
-    lab, pred = match_label_rank(as_f32(labels), as_f32(predictions))
-    shape = tuple(pred.shape)
-    extra = {}
-    for name, x in (("class_ids", class_ids), ("loss", loss), ("logits", logits)):
-        if x is not None:
-            x = match_trailing_one(as_f32(x), len(shape))
-            if tuple(x.shape) != shape:
-                raise ValueError(f"{name} shape {tuple(x.shape)} != predictions shape {shape}.")
-            extra[name] = x
-    w = broadcast_weights(sample_weight, shape, "predictions")
-    flat_lab, flat_pred, w, cid, ls, x = flatten(
-        lab, pred, w, extra.get("class_ids"), extra.get("loss"), extra.get("logits")
-    )
-    lab, pred = present(flat_lab), present(flat_pred)
-
-    t = state.num_thresholds
-    b = jnp.maximum(jnp.ceil(jnp.clip(pred, 0.0, 1.0) * np.float32(t - 1)).astype(jnp.int32) - 1, 0)
-    c = jnp.where(lab == 0, 0, jnp.where(lab == 1, 1, 2)).astype(jnp.int32)
-    kk = state.joint.hi.shape[2]
-    if kk > 1:
-        uniq = np.unique(np.asarray(state.thresholds, np.float32))
-        k = count_thresholds_below(pred, uniq)
-        if uniq.shape[0] <= 8:  # p equals the first threshold >= p iff it equals any
-            tie = jnp.zeros(pred.shape, jnp.bool_)
-            for threshold in uniq:
-                tie = tie | (pred == threshold)
-            tie = tie.astype(jnp.int32)
-        else:
-            table = jnp.asarray(np.concatenate([uniq, np.array([np.inf], np.float32)]))
-            nxt = table.at[k].get(mode="promise_in_bounds")  # the first threshold >= p
-            tie = ((k < uniq.shape[0]) & (nxt == pred)).astype(jnp.int32)
-    else:
-        k = tie = jnp.zeros(pred.shape, jnp.int32)
-    cid_bit = (pred > 0.5) if cid is None else (cid > 0.5)
-    idx = (((b * 3 + c) * kk + k) * 2 + tie) * 2 + cid_bit.astype(jnp.int32)
-    # One "some label is soft" flag (NaN labels too) for every lax.cond below.
-    any_soft = jnp.any(c == 2)
-    logit_counts = state.logit_counts
-    if logit_counts is None:
-        hist = exact_segment_sum(w, idx, t * 3 * kk * 4)
-    else:  # the logit histogram shares the joint scatter's digit split of the weights
-        assert x is not None
-        both = histogram_counts(
-            lab,
-            x,
-            w,
-            state.logit_buckets,
-            state.logit_grid,
-            shared=(idx, t * 3 * kk * 4),
-            soft=any_soft,
-        )
-        assert isinstance(both, tuple)
-        by_logit, hist = both
-        logit_counts = logit_counts.merge(by_logit)
-    # Loss and prediction sums are not counts: XLA's blocked float32 reduction is
-    # as accurate as TF's (~1e-7 relative at 2^24); labels and weights are exact.
-    loss_total = ExactSum.zeros(())
-    if w is None:
-        if ls is not None:
-            loss_total = _float_total(ls)
-        parts = [loss_total, _float_total(pred), exact_total(lab)]
-        parts.append(ExactSum.from_value(int(pred.size)))
-    else:
-        if ls is not None:
-            loss_total = _float_total(times_or_zero(w, ls))
-        # Σ W and Σ W·label are marginals of the compensated joint table (no pass of their
-        # own); only soft labels (class 2) add a sum, skipped by lax.cond when there are none.
-        by_class = _marginal(hist.reshape((t, 3, -1)), (1,))
-        weight_total = fold_axis0(by_class)
-        one = ExactSum(by_class.hi[1], by_class.lo[1])
-        parts = [loss_total, _float_total(times_or_zero(w, pred))]
-        parts += [one.merge(_soft_label_total(c, lab, w, any_soft, one)), weight_total]
-    sums = ExactSum(jnp.stack([p.hi for p in parts]), jnp.stack([p.lo for p in parts]))
-    return state.replace(
-        joint=state.joint.merge(hist.reshape(state.joint.shape)),
-        sums=state.sums.merge(sums),
-        logit_counts=logit_counts,
-    )
-
-
-def _soft_label_total(
-    c: jax.Array, lab: jax.Array, w: jax.Array, any_soft: jax.Array, like: ExactSum
-) -> ExactSum:
-    """Exact ``Σ W·label`` over the elements of label class 2 (neither 0 nor 1)."""
-    soft = c == 2
-
-    def total() -> tuple[jax.Array, jax.Array]:
-        s = exact_total(jnp.where(soft, times_or_zero(w, lab), 0.0))
-        return s.hi, s.lo
-
-    # zeros_like(like): the same (e.g. shard_map-varying) type in both branches.
-    hi, lo = jax.lax.cond(
-        any_soft, total, lambda: (jnp.zeros_like(like.hi), jnp.zeros_like(like.lo))
-    )
-    return ExactSum(hi, lo)
-
-
-def _float_total(x: jax.Array) -> ExactSum:
-    return ExactSum(jnp.sum(x), jnp.zeros((), jnp.float32))
+def _totals_view(state: BinaryClassifierMetrics) -> ExactSum:
+    """``[4]``: Σ W·loss, Σ W·prediction, Σ W·label, Σ W — the last two from the joint table."""
+    by_class = marginal(state.joint, (1,))  # [3]: label exactly 0 / exactly 1 / soft
+    hard_ones = ExactSum(by_class.hi[1], by_class.lo[1])
+    soft = ExactSum(state.sums.hi[2], state.sums.lo[2])
+    parts = [ExactSum(state.sums.hi[i], state.sums.lo[i]) for i in range(2)]
+    parts += [hard_ones.merge(soft), fold_axis0(by_class)]
+    return ExactSum(jnp.stack([p.hi for p in parts]), jnp.stack([p.lo for p in parts]))
 
 
 @jax.jit
 def _curve_view(state: BinaryClassifierMetrics) -> ConfusionCurve:
-    by_class = _marginal(state.joint, (1, 0))  # [3, T]
+    by_class = marginal(state.joint, (1, 0))  # [3, T]
     neg = ExactSum(by_class.hi[0], by_class.lo[0])
     pos = ExactSum(by_class.hi[1], by_class.lo[1]).merge(ExactSum(by_class.hi[2], by_class.lo[2]))
     counts = ExactSum(jnp.stack([neg.hi, pos.hi]), jnp.stack([neg.lo, pos.lo]))
@@ -404,7 +327,7 @@ def _curve_view(state: BinaryClassifierMetrics) -> ConfusionCurve:
 def _at_view(
     state: BinaryClassifierMetrics, inclusive: bool, epsilon: float
 ) -> ConfusionAtThresholds:
-    m = _marginal(state.joint, (1, 2, 3))  # [3, K, 2 (tie)]
+    m = marginal(state.joint, (1, 2, 3))  # [3, K, 2 (tie)]
     strict = ExactSum(m.hi[:, :, 0], m.lo[:, :, 0]).merge(ExactSum(m.hi[:, :, 1], m.lo[:, :, 1]))
     if inclusive:  # a tie with the next threshold moves the element one bucket up
         pad = [(0, 0), (1, 0)]
@@ -419,5 +342,5 @@ def _at_view(
 
 @functools.partial(jax.jit, static_argnames=("epsilon",))
 def _class_view(state: BinaryClassifierMetrics, epsilon: float) -> ConfusionAtThresholds:
-    counts = _marginal(state.joint, (1, 4))  # [3, 2]: label class x class id
+    counts = marginal(state.joint, (1, 4))  # [3, 2]: label class x class id
     return ConfusionAtThresholds(counts=counts, thresholds=(0.5,), epsilon=epsilon)

@@ -52,14 +52,12 @@ from flax import struct
 from jax.typing import ArrayLike
 
 from jaxheads.keys import MetricKeys
+from jaxheads.losses import sigmoid_loss_and_probability
 from jaxheads.metrics import _histogram_stats as stats
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_total
 from jaxheads.metrics._exact_sum import ExactSum
-from jaxheads.metrics._histogram_kernels import (
-    binary_loss_and_probability,
-    histogram_counts,
-)
+from jaxheads.metrics._histogram_kernels import histogram_counts
 from jaxheads.metrics._shapes import (
     as_f32,
     broadcast_weights,
@@ -320,7 +318,7 @@ def _update(
     lab, x = flat_lab, flat_x
     counts = histogram_counts(lab, x, w, state.num_buckets, state.grid)
     assert isinstance(counts, ExactSum)
-    loss, p = binary_loss_and_probability(lab, x)
+    loss, p = sigmoid_loss_and_probability(lab, x)
     parts = [
         exact_total(loss if w is None else times_or_zero(w, loss)),
         exact_total(p if w is None else w * p),

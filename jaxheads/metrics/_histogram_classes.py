@@ -17,11 +17,12 @@ import numpy as np
 from flax import struct
 from jax.typing import ArrayLike
 
+from jaxheads.losses import sigmoid_loss_and_probability
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_total
 from jaxheads.metrics._exact_sum import ExactSum
 from jaxheads.metrics._histogram import LogitHistogram
-from jaxheads.metrics._histogram_kernels import binary_loss_and_probability, histogram_counts
+from jaxheads.metrics._histogram_kernels import histogram_counts
 from jaxheads.metrics._shapes import as_f32, broadcast_weights, times_or_zero
 
 __all__ = ["ClassLogitHistograms", "one_vs_rest_logits"]
@@ -146,7 +147,7 @@ def _update(
     groups = jnp.broadcast_to(jnp.arange(c, dtype=jnp.int32), logits.shape).reshape(-1)
     counts = histogram_counts(lab, x, w, state.num_buckets, state.grid, groups, c)
     assert isinstance(counts, ExactSum)
-    loss, p = binary_loss_and_probability(lab, x)
+    loss, p = sigmoid_loss_and_probability(lab, x)
 
     def per_class(v: jax.Array) -> ExactSum:
         return exact_total(v.reshape(-1, c), axis=0)  # [N·C] -> [N, C] -> per class
