@@ -2,21 +2,25 @@
 
 Run:  KERAS_BACKEND=jax python benchmarks/metrics_floor_bench.py [--n 1000000] [--repeats 15]
 
-All contenders get the same ``[N, 1]`` logits, labels and ``[N]`` weights and
-run interleaved, round-robin (background load hits all alike); each ratio is
-the median of the per-round ratios to the floor.
+All contenders get the same ``[N, 1]`` logits and labels (and ``[N]`` weights
+where they are weighted) and run interleaved, round-robin (background load hits
+all alike); each ratio is the median of the per-round ratios to its floor.
 
 * **floor** — one jitted function computing only the stable sigmoid-BCE loss
-  sum ``Σ w·(max(x, 0) − x·y + log1p(exp(−|x|)))`` and the sigmoid sum
-  ``Σ w·σ(x)``: the least any metric update must do (read the batch, one
-  ``exp``, two reductions).
-* **default** — ``jax.jit(head.update_metrics)`` of
-  ``BinaryClassHead(weight_column="w", thresholds=[0.25, 0.5, 0.75])``: TF's
-  full metric set, exact counts, compensated weighted sums.
-* **extended** — the same head with ``extended_metrics=True`` (plus the
-  16,384-bucket logit histogram).
-* **keras jit / eager** — Keras 3 metrics for the same TF metric set (see
-  ``metrics_bench.py``), when Keras is installed.
+  sum ``Σ max(x, 0) − x·y + log1p(exp(−|x|))`` and the sigmoid sum ``Σ σ(x)``:
+  the least any metric update must do (read the batch, one ``exp``, two
+  reductions). **floor (weighted)** — the same sums weighted, ``Σ w·…``.
+* **default** — ``jax.jit(head.update_metrics)`` of ``BinaryClassHead()``:
+  TF's full metric set (accuracy, precision, recall, AUC, PR-AUC, the means),
+  exact counts. Compared to the unweighted floor.
+* **+ thresholds** — ``BinaryClassHead(thresholds=[0.25, 0.5, 0.75])``.
+* **extended** — ``BinaryClassHead(extended_metrics=True)`` (plus the
+  16,384-bucket logit histogram); ``× default`` is its ratio to **default**.
+* **weighted**, **weighted extended** — the same heads with
+  ``weight_column="w"`` and the three thresholds: exact weighted counts
+  (compensated digit scatters). Compared to the weighted floor.
+* **keras jit / eager** — Keras 3 metrics for the weighted TF metric set (see
+  ``metrics_bench.py``), when Keras is installed. Compared to the weighted floor.
 * **sklearn** — ``roc_auc_score`` + ``average_precision_score`` on the host
   (exact, sorting; one call each), for scale.
 """
@@ -46,13 +50,29 @@ def _inputs(n: int, seed: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
     return jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(weights)
 
 
+def _bce_and_sigmoid(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    e = jnp.exp(-jnp.abs(logits))
+    loss = jnp.maximum(logits, 0.0) - logits * labels + jnp.log1p(e)
+    sigmoid = jnp.where(logits >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return loss, sigmoid
+
+
 @jax.jit
 def floor(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Σ w·BCE and Σ w·σ over flat views (the floor every contender is compared to)."""
+    """Σ BCE and Σ σ over flat views (the floor of the unweighted heads)."""
+    del weights
+    x, y = jax.lax.optimization_barrier((logits.reshape(-1), labels.reshape(-1)))
+    loss, sigmoid = _bce_and_sigmoid(x, y)
+    return jnp.sum(loss), jnp.sum(sigmoid)
+
+
+@jax.jit
+def weighted_floor(
+    logits: jax.Array, labels: jax.Array, weights: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Σ w·BCE and Σ w·σ over flat views (the floor of the weighted heads)."""
     x, y, w = jax.lax.optimization_barrier((logits.reshape(-1), labels.reshape(-1), weights))
-    e = jnp.exp(-jnp.abs(x))
-    loss = jnp.maximum(x, 0.0) - x * y + jnp.log1p(e)
-    sigmoid = jnp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    loss, sigmoid = _bce_and_sigmoid(x, y)
     return jnp.sum(w * loss), jnp.sum(w * sigmoid)
 
 
@@ -100,15 +120,20 @@ def main() -> None:
     args = parser.parse_args()
     logits, labels, weights = _inputs(args.n)
     data = (logits, labels, weights)
-    default = jaxheads.BinaryClassHead(weight_column="w", thresholds=THRESHOLDS)
-    extended = jaxheads.BinaryClassHead(
-        weight_column="w", thresholds=THRESHOLDS, extended_metrics=True
-    )
+    heads = {
+        "default": jaxheads.BinaryClassHead(),
+        "+ thresholds": jaxheads.BinaryClassHead(thresholds=THRESHOLDS),
+        "extended": jaxheads.BinaryClassHead(extended_metrics=True),
+        "weighted": jaxheads.BinaryClassHead(weight_column="w", thresholds=THRESHOLDS),
+        "weighted extended": jaxheads.BinaryClassHead(
+            weight_column="w", thresholds=THRESHOLDS, extended_metrics=True
+        ),
+    }
     contenders: dict[str, tuple[Callable[..., Any], Any]] = {
         "floor": (lambda s, *a: floor(*a), None),
-        "default": (_head_update(default), default.init_metrics()),
-        "extended": (_head_update(extended), extended.init_metrics()),
+        "floor (weighted)": (lambda s, *a: weighted_floor(*a), None),
     }
+    contenders.update({k: (_head_update(h), h.init_metrics()) for k, h in heads.items()})
     if not args.no_peers:
         keras = _keras()
         if keras is not None:
@@ -124,12 +149,16 @@ def main() -> None:
             jax.block_until_ready(fn(state, *data))
             times[name].append(1e3 * (time.perf_counter() - t0))
     print(f"JAX {jax.__version__} {jax.default_backend()}, N = {args.n:,}, {args.repeats} rounds")
-    print(f"{'contender':>12} | {'median ms':>9} | {'x floor':>7} | {'x default':>9}")
-    print("-" * 48)
+    print(f"{'contender':>18} | {'median ms':>9} | {'x floor':>7} | {'x default':>9}")
+    print("-" * 54)
     for name, ts in times.items():
-        x_floor = statistics.median(a / b for a, b in zip(ts, times["floor"], strict=True))
-        x_default = statistics.median(a / b for a, b in zip(ts, times["default"], strict=True))
-        print(f"{name:>12} | {statistics.median(ts):>9.3f} | {x_floor:>7.2f} | {x_default:>9.2f}")
+        unweighted_heads = ("floor", "default", "+ thresholds", "extended")
+        own = "floor" if name in unweighted_heads else "floor (weighted)"
+        unweighted = own == "floor"
+        base = "default" if unweighted or name == "weighted" else "weighted"
+        x_floor = statistics.median(a / b for a, b in zip(ts, times[own], strict=True))
+        x_default = statistics.median(a / b for a, b in zip(ts, times[base], strict=True))
+        print(f"{name:>18} | {statistics.median(ts):>9.3f} | {x_floor:>7.2f} | {x_default:>9.2f}")
 
 
 if __name__ == "__main__":

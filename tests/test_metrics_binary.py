@@ -122,3 +122,69 @@ def test_streams_merges_and_all_reduces():
         folded = step(folded, y[sl], p[sl], w[sl], cid[sl], loss[sl])
     np.testing.assert_array_equal(folded.joint.to_numpy(), one.joint.to_numpy())
     np.testing.assert_allclose(folded.sums.to_numpy(), one.sums.to_numpy(), rtol=1e-6)
+
+
+def _logit_data(seed, n=4099):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, 1)) < 0.3).astype(np.float32)
+    y[rng.random((n, 1)) < 0.05] = 0.25  # soft labels
+    x = (rng.normal(size=(n, 1)) * 4).astype(np.float32)
+    x[::97] = 0.0  # class id 0 and p == 0.5 exactly (a threshold tie)
+    x[1::89] = np.inf
+    x[2::83] = -np.inf
+    w = rng.integers(0, 4, n).astype(np.float32)
+    w[3::7] = 0.0
+    x[3::14] = np.nan  # only where the weight is 0: removed, not NaN
+    return y, x, w
+
+
+@pytest.mark.parametrize("extended", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_update_logits_equals_update_of_its_parts(extended, weighted):
+    """The fused logits path = update(σ(x), class_ids=x > 0, loss=BCE, logits=x), exactly."""
+    from jaxheads.losses import sigmoid_loss_and_probability
+
+    y, x, w = _logit_data(1)
+    if not weighted:
+        x = np.where(np.isnan(x), 1.0, x).astype(np.float32)
+        w = None
+    buckets = 1024 if extended else 0
+    empty = metrics.BinaryClassifierMetrics.empty(T, THRESHOLDS, logit_buckets=buckets)
+    fused = jax.jit(lambda s: s.update_logits(y, x, w))(empty)
+    loss, p = sigmoid_loss_and_probability(jnp.asarray(y), jnp.asarray(x))
+    parts = empty.update(y, p, w, class_ids=(x > 0).astype(np.float32), loss=loss, logits=x)
+    for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(parts), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-6)
+    out = fused.compute()
+    if weighted:  # the NaN and ±inf logits sit at weight 0 or are finite in every mean
+        keep = w != 0
+        assert np.isfinite(float(out["prediction/mean"]))
+        want_label = np.sum(w[keep] * y[keep, 0]) / np.sum(w[keep])
+        assert float(out["label/mean"]) == pytest.approx(want_label, rel=1e-7)
+
+
+def test_unweighted_counts_equal_unit_weights_exactly():
+    """No weights (int32 counts) and weights of 1 (digit scatters) agree bit for bit."""
+    y, x, _ = _logit_data(2)
+    x = np.where(np.isnan(x), 1.0, x).astype(np.float32)
+    empty = metrics.BinaryClassifierMetrics.empty(T, THRESHOLDS)
+    none = empty.update_logits(y, x)
+    ones = empty.update_logits(y, x, np.ones(x.shape[0], np.float32))
+    np.testing.assert_array_equal(none.joint.to_numpy(), ones.joint.to_numpy())
+    for k, v in none.compute().items():
+        np.testing.assert_allclose(
+            np.asarray(v), np.asarray(ones.compute()[k]), rtol=1e-6, err_msg=k
+        )
+
+
+def test_label_and_weight_totals_come_from_the_joint_table():
+    """Σ W and Σ W·label: exact past 2^24 (integer weights), soft labels added on top."""
+    n = 2**12
+    y = np.ones(n, np.float32)
+    y[: n // 4] = 0.5
+    w = np.full(n, 2.0**13, np.float32)  # Σ W = 2^25: a float32 sum of these is still exact,
+    w[0] = 1.0  # but one odd weight is lost by float32 above 2^24
+    m = metrics.BinaryClassifierMetrics.empty().update_logits(y, np.zeros(n, np.float32), w)
+    total = np.sum(w.astype(np.float64))
+    assert m.mean("label").count.to_numpy() == total
+    assert m.mean("label").total.to_numpy() == np.sum(w.astype(np.float64) * y)
