@@ -168,3 +168,25 @@ def test_multi_label_per_class():
         jh.MultiLabelHead(n_classes=2, extended_metrics=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="extended_metrics"):
         jh.MultiClassHead(n_classes=3, extended_metrics=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("soft", [False, True])
+def test_extended_counts_equal_a_standalone_logit_histogram(weighted, soft):
+    """The head's shared histogram = jh.metrics.LogitHistogram of the same batch, soft
+    labels included (w·y positive, w·(1 − y) negative), with and without a weight column."""
+    y, x, w = _data(seed=4)
+    if soft:
+        y = y.copy()
+        y[::5] = 0.3
+        y[1::7] = 0.8
+    head = jh.BinaryClassHead(weight_column="w" if weighted else None, extended_metrics=True)
+    state = jax.jit(lambda s: head.update_metrics(s, {"w": w}, x, y))(head.init_metrics())
+    alone = jh.metrics.LogitHistogram.empty(jh.heads.binary.EXTENDED_LOGIT_BUCKETS)
+    alone = alone.update(y, x, w if weighted else None)
+    got, want = state.counts.logit_histogram(), alone
+    np.testing.assert_allclose(got.counts.to_numpy(), want.counts.to_numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got.sums.to_numpy(), want.sums.to_numpy(), rtol=1e-6)
+    mine, theirs = head.compute_metrics(state), alone.compute()
+    for k in ("roc_auc", "average_precision", "normalized_entropy", "calibration_ratio"):
+        assert float(mine[k]) == pytest.approx(float(theirs[k]), rel=1e-6, abs=1e-7), k

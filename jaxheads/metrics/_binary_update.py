@@ -147,24 +147,9 @@ def _fold(
 ) -> BinaryClassifierMetrics:
     """The fold of flat float32 arrays: one scatter (plus the logit histogram's) and the sums."""
     idx, c = _joint_index(state, lab, pred, cid_bit)
-    size = state.joint.hi.size
+    hist, by_logit = _histograms(state, lab, x, w, idx, c)
     logit_counts = state.logit_counts
-    if logit_counts is None:
-        hist = exact_segment_sum(w, idx, size)
-    else:  # the logit histogram shares the joint scatter's digit split of the weights
-        if x is None:
-            raise ValueError("This BinaryClassifierMetrics keeps a logit histogram: pass logits.")
-        both = histogram_counts(
-            lab,
-            x,
-            w,
-            state.logit_buckets,
-            state.logit_grid,
-            shared=(idx, size),
-            soft=jnp.any(c == 2),
-        )
-        assert isinstance(both, tuple)
-        by_logit, hist = both
+    if logit_counts is not None and by_logit is not None:
         logit_counts = logit_counts.merge(by_logit)
     # Loss, prediction and soft-label sums are not counts: XLA's blocked float32
     # reduction is as accurate as TF's (~1e-7 relative at 2^24). Σ W and the hard
@@ -184,6 +169,35 @@ def _fold(
 
 def _float_total(x: jax.Array) -> ExactSum:
     return ExactSum(jnp.sum(x), jnp.zeros((), jnp.float32))
+
+
+def _histograms(
+    state: BinaryClassifierMetrics,
+    lab: jax.Array,
+    x: jax.Array | None,
+    w: jax.Array | None,
+    idx: jax.Array,
+    c: jax.Array,
+) -> tuple[ExactSum, ExactSum | None]:
+    """The batch's joint table and, when the state keeps one, its logit histogram."""
+    size = state.joint.hi.size
+    if state.logit_counts is None:
+        return exact_segment_sum(w, idx, size), None
+    if x is None:
+        raise ValueError("This BinaryClassifierMetrics keeps a logit histogram: pass logits.")
+    grid = (state.logit_buckets, state.logit_grid)
+    if w is None:
+        hist = exact_segment_sum(None, idx, size)
+        # Counts: "some label is soft" is read off the joint table (no pass over the batch).
+        some_soft = jnp.sum(hist.hi.reshape((state.num_thresholds, 3, -1))[:, 2]) > 0
+        by_logit = histogram_counts(lab, x, None, *grid, soft=some_soft)
+        assert isinstance(by_logit, ExactSum)
+        return hist, by_logit
+    # Weights: both histograms share one digit split; the flag is not read off the
+    # table, where signed weights could cancel.
+    both = histogram_counts(lab, x, w, *grid, shared=(idx, size), soft=jnp.any(c == 2))
+    assert isinstance(both, tuple)
+    return both[1], both[0]
 
 
 def _weighted(w: jax.Array | None, x: jax.Array) -> jax.Array:
