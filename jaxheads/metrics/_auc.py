@@ -29,7 +29,7 @@ from jax.typing import ArrayLike
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_segment_sum
 from jaxheads.metrics._exact_sum import ExactSum, reverse_cumsum
-from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank, present
+from jaxheads.metrics._shapes import flat_batch
 from jaxheads.reduction import safe_divide
 
 __all__ = [
@@ -271,10 +271,7 @@ class AUC(ConfusionCurve):
 def _update(
     state: _CC, labels: jax.Array, predictions: jax.Array, sample_weight: jax.Array | None
 ) -> _CC:
-    lab, pred = match_label_rank(as_f32(labels), as_f32(predictions))
-    w = broadcast_weights(sample_weight, tuple(pred.shape), "predictions")
-    flat_lab, flat_pred, w = flatten(lab, pred, w)
-    lab, pred = present(flat_lab), present(flat_pred)
+    lab, pred, w, _ = flat_batch(labels, predictions, sample_weight)
     t = state.num_thresholds
     p = jnp.clip(pred, 0.0, 1.0)
     bucket = jnp.maximum(jnp.ceil(p * np.float32(t - 1)).astype(jnp.int32) - 1, 0)

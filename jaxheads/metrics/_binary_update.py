@@ -30,13 +30,7 @@ from jaxheads.metrics._batch_sum import exact_segment_sum, exact_total
 from jaxheads.metrics._confusion import count_thresholds_below
 from jaxheads.metrics._exact_sum import ExactSum
 from jaxheads.metrics._histogram_kernels import histogram_counts
-from jaxheads.metrics._shapes import (
-    as_f32,
-    broadcast_weights,
-    flatten,
-    match_label_rank,
-    present,
-)
+from jaxheads.metrics._shapes import as_f32, flat_batch, match_label_rank, present
 
 if TYPE_CHECKING:
     from jaxheads.metrics._binary import BinaryClassifierMetrics
@@ -76,14 +70,14 @@ def fold_probabilities(
     logits: jax.Array | None,
 ) -> BinaryClassifierMetrics:
     """``state`` with a batch of probabilities folded in (see ``BinaryClassifierMetrics.update``)."""
-    lab, pred = match_label_rank(as_f32(labels), as_f32(predictions))
-    shape = tuple(pred.shape)
+    shape = tuple(match_label_rank(as_f32(labels), as_f32(predictions))[1].shape)
     cid, ls, x = (
         None if a is None else _same_shape(name, a, shape)
         for name, a in (("class_ids", class_ids), ("loss", loss), ("logits", logits))
     )
-    w = broadcast_weights(sample_weight, shape, "predictions")
-    flat_lab, flat_pred, w, cid, ls, x = flatten(lab, pred, w, cid, ls, x)
+    flat_lab, flat_pred, w, (cid, ls, x) = flat_batch(
+        labels, predictions, sample_weight, "predictions", cid, ls, x
+    )
     kept_lab, kept_pred, ls, x = _drop_unweighted(w, flat_lab, flat_pred, ls, x)
     pred = present(kept_pred)
     cid_bit = pred > 0.5 if cid is None else cid > 0.5
@@ -99,11 +93,9 @@ def fold_logits(
     loss: jax.Array | None,
 ) -> BinaryClassifierMetrics:
     """``state`` with a batch of logits folded in (see ``BinaryClassifierMetrics.update_logits``)."""
-    lab, x = match_label_rank(as_f32(labels), as_f32(logits))
-    shape = tuple(x.shape)
+    shape = tuple(match_label_rank(as_f32(labels), as_f32(logits))[1].shape)
     ls = None if loss is None else _same_shape("loss", loss, shape)
-    w = broadcast_weights(sample_weight, shape, "logits")
-    flat_lab, flat_x, w, ls = flatten(lab, x, w, ls)
+    flat_lab, flat_x, w, (ls,) = flat_batch(labels, logits, sample_weight, "logits", ls)
     kept_lab, kept_x, ls = _drop_unweighted(w, flat_lab, flat_x, ls)
     lab, x = present(kept_lab), present(kept_x)
     own_loss, pred = sigmoid_loss_and_probability(lab, x)

@@ -23,7 +23,7 @@ from jax.typing import ArrayLike
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_segment_sum
 from jaxheads.metrics._exact_sum import ExactSum, reverse_cumsum
-from jaxheads.metrics._shapes import as_f32, broadcast_weights, flatten, match_label_rank, present
+from jaxheads.metrics._shapes import flat_batch
 from jaxheads.reduction import safe_divide
 
 __all__ = ["BinaryAccuracy", "ConfusionAtThresholds", "Precision", "Recall"]
@@ -243,10 +243,7 @@ class ConfusionAtThresholds(MetricState):
 def _update(
     state: _C, labels: jax.Array, predictions: jax.Array, sample_weight: jax.Array | None
 ) -> _C:
-    lab, pred = match_label_rank(as_f32(labels), as_f32(predictions))
-    w = broadcast_weights(sample_weight, tuple(pred.shape), "predictions")
-    flat_lab, flat_pred, w = flatten(lab, pred, w)
-    lab, pred = present(flat_lab), present(flat_pred)
+    lab, pred, w, _ = flat_batch(labels, predictions, sample_weight)
     uniq, _ = state._sorted()
     nb = uniq.shape[0] + 1
     k = count_thresholds_below(pred, uniq, state.inclusive)

@@ -58,13 +58,7 @@ from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_total
 from jaxheads.metrics._exact_sum import ExactSum
 from jaxheads.metrics._histogram_kernels import histogram_counts
-from jaxheads.metrics._shapes import (
-    as_f32,
-    broadcast_weights,
-    flatten,
-    match_label_rank,
-    times_or_zero,
-)
+from jaxheads.metrics._shapes import flat_batch, times_or_zero
 
 __all__ = ["LogitHistogram"]
 
@@ -311,11 +305,7 @@ def _check_bins(num_bins: int) -> int:
 def _update(
     state: LogitHistogram, labels: jax.Array, logits: jax.Array, sample_weight: jax.Array | None
 ) -> LogitHistogram:
-    lab, x = match_label_rank(as_f32(labels), as_f32(logits))
-    w = broadcast_weights(sample_weight, tuple(x.shape), "logits")
-    flat_lab, flat_x, w = flatten(lab, x, w)
-    assert flat_lab is not None and flat_x is not None
-    lab, x = flat_lab, flat_x
+    lab, x, w, _ = flat_batch(labels, logits, sample_weight, "logits")
     counts = histogram_counts(lab, x, w, state.num_buckets, state.grid)
     assert isinstance(counts, ExactSum)
     loss, p = sigmoid_loss_and_probability(lab, x)

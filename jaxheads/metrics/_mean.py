@@ -14,8 +14,8 @@ from jaxheads.metrics._exact_sum import ExactSum
 from jaxheads.metrics._shapes import (
     as_f32,
     broadcast_weights,
+    flat_batch,
     flatten,
-    match_label_rank,
     present,
     times_or_zero,
 )
@@ -77,10 +77,8 @@ def _mean_update(state: _M, values: jax.Array, sample_weight: jax.Array | None) 
 def _accuracy_update(
     state: _M, labels: jax.Array, predictions: jax.Array, sample_weight: jax.Array | None
 ) -> _M:
-    lab, pred = match_label_rank(as_f32(labels), as_f32(predictions))
-    w = broadcast_weights(sample_weight, tuple(pred.shape), "predictions")
-    flat_lab, flat_pred, w = flatten(lab, pred, w)
-    matches = (present(flat_lab) == present(flat_pred)).astype(jnp.float32)
+    lab, pred, w, _ = flat_batch(labels, predictions, sample_weight)
+    matches = (lab == pred).astype(jnp.float32)
     return state._fold(*_weighted_sums(matches, w))
 
 

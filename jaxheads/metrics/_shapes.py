@@ -8,7 +8,15 @@ from jax.typing import ArrayLike
 
 from jaxheads._shapes import flat_views
 
-__all__ = ["as_f32", "broadcast_weights", "flatten", "match_label_rank", "present", "times_or_zero"]
+__all__ = [
+    "as_f32",
+    "broadcast_weights",
+    "flat_batch",
+    "flatten",
+    "match_label_rank",
+    "present",
+    "times_or_zero",
+]
 
 
 def as_f32(x: ArrayLike) -> jax.Array:
@@ -86,6 +94,44 @@ def broadcast_weights(
 def flatten(*arrays: jax.Array | None) -> tuple[jax.Array | None, ...]:
     """1-D views behind one ``optimization_barrier``: :func:`jaxheads._shapes.flat_views`."""
     return flat_views(*arrays)
+
+
+def flat_batch(
+    labels: ArrayLike,
+    values: ArrayLike,
+    sample_weight: ArrayLike | None,
+    what: str = "predictions",
+    *extra: jax.Array | None,
+) -> tuple[jax.Array, jax.Array, jax.Array | None, tuple[jax.Array | None, ...]]:
+    """Every metric update's first step: one batch as flat float32 views.
+
+    Labels and ``values`` are matched in rank (:func:`match_label_rank`), the
+    weights broadcast to ``values`` (:func:`broadcast_weights`, TF's rules),
+    and all of them — with ``extra`` arrays of ``values``' shape — flattened
+    behind one barrier (:func:`flatten`).
+
+    Args:
+      labels: ``[D0, …, DN]`` or ``values``' shape.
+      values: predictions, logits or probabilities, any shape.
+      sample_weight: ``None``, a scalar, or broadcastable to ``values``.
+      what: the name of ``values`` in error messages.
+      *extra: arrays already of ``values``' shape (or ``None``).
+
+    Returns:
+      ``(labels, values, weights or None, extra)``, each 1-D float32.
+
+    Raises:
+      ValueError: naming both shapes, when labels or weights do not fit ``values``.
+
+    Examples:
+      >>> lab, val, w, _ = flat_batch(jnp.ones((2,)), jnp.zeros((2, 1)), 3.0)
+      >>> lab.shape, val.shape, w.tolist()
+      ((2,), (2,), [3.0, 3.0])
+    """
+    lab, val = match_label_rank(as_f32(labels), as_f32(values))
+    w = broadcast_weights(sample_weight, tuple(val.shape), what)
+    flat_lab, flat_val, flat_w, *flat_extra = flatten(lab, val, w, *extra)
+    return present(flat_lab), present(flat_val), flat_w, tuple(flat_extra)
 
 
 def present(x: jax.Array | None) -> jax.Array:
