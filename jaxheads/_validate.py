@@ -147,6 +147,32 @@ def thresholds(value: Any, name: str = "thresholds") -> tuple[float, ...]:
     return result
 
 
+def finite_thresholds(value: Any, name: str = "thresholds") -> tuple[float, ...]:
+    """A metric state's thresholds: one finite number or a non-empty 1-d sequence of them.
+
+    Unlike a head's :func:`thresholds`, any finite value is allowed (a metric
+    compares whatever scores it is given).
+
+    Raises:
+      ValueError: naming ``name``, on an empty, non-numeric or non-finite value.
+
+    Examples:
+      >>> finite_thresholds(0.5), finite_thresholds(np.array([-1.0, 2.0]))
+      ((0.5,), (-1.0, 2.0))
+    """
+    value = scalar(value)
+    items = [value] if _is_real(value) else _sequence(value, name, "finite numbers")
+    if not items:
+        raise ValueError(f"{name} must not be empty; got {_describe(value)}.")
+    bad = [item for item in items if not _is_real(item) or not np.isfinite(float(item))]
+    if bad:
+        raise ValueError(
+            f"{name} must be finite numbers; got {', '.join(_describe(b) for b in bad)} in "
+            f"{_describe(value)}."
+        )
+    return tuple(float(t) for t in items)
+
+
 def class_ids_for_metrics(
     value: Any,
     n_classes: int,

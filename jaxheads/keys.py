@@ -12,7 +12,8 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 __all__ = [
     "ExportKeys",
@@ -22,6 +23,7 @@ __all__ = [
     "class_key",
     "summary_key",
     "threshold_key",
+    "threshold_metrics",
 ]
 
 
@@ -102,6 +104,26 @@ def summary_key(key: str, name: str | None) -> str:
 def threshold_key(metric: str, threshold: float) -> str:
     """``<metric>/positive_threshold_<t>`` with ``t`` formatted by ``%g`` (TF's keys)."""
     return f"{metric}/positive_threshold_{threshold:g}"
+
+
+def threshold_metrics(
+    thresholds: Sequence[float], accuracy: Any, precision: Any, recall: Any
+) -> dict[str, Any]:
+    """TF's ``accuracy|precision|recall/positive_threshold_<t>`` entries, one value per threshold.
+
+    ``accuracy``, ``precision`` and ``recall`` are indexable by threshold
+    position (``[T]`` arrays or sequences).
+
+    Examples:
+      >>> threshold_metrics([0.5], [0.9], [0.8], [0.7])
+      {'accuracy/positive_threshold_0.5': 0.9, 'precision/positive_threshold_0.5': 0.8, 'recall/positive_threshold_0.5': 0.7}
+    """
+    out: dict[str, Any] = {}
+    for i, t in enumerate(thresholds):
+        out[threshold_key(MetricKeys.ACCURACY, t)] = accuracy[i]
+        out[threshold_key(MetricKeys.PRECISION, t)] = precision[i]
+        out[threshold_key(MetricKeys.RECALL, t)] = recall[i]
+    return out
 
 
 def class_key(metric: str, class_name: str) -> str:

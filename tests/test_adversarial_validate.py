@@ -178,3 +178,24 @@ def test_thresholds_that_round_to_0_or_1_in_float32_are_refused(value):
     """0.999999999 would silently become a threshold of 1.0 (key "threshold_1", recall 0)."""
     with pytest.raises(ValueError, match=r"thresholds must be in \(0, 1\) range after rounding"):
         v.thresholds([0.5, value])
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ([], r"thresholds must not be empty"),
+        ([0.5, np.inf], r"thresholds must be finite numbers; got inf"),
+        (np.array([np.nan]), r"thresholds must be finite numbers; got nan"),
+        (["0.5"], r"thresholds must be finite numbers; got '0\.5'"),
+        ("0.5", r"thresholds must be a list, tuple or 1-d array of finite numbers"),
+        ([0.5, True], r"thresholds must be finite numbers; got True"),
+        (np.zeros((1, 1)), r"thresholds must be a 1-d sequence of finite numbers"),
+    ],
+)
+def test_metric_state_thresholds_are_validated_with_one_rule(value, message):
+    """Metric states take any finite thresholds (not only (0, 1)), checked by _validate."""
+    from jaxheads import metrics
+
+    with pytest.raises(ValueError, match=message):
+        metrics.ConfusionAtThresholds.empty(value)
+    assert metrics.ConfusionAtThresholds.empty(np.float32(-2.0)).thresholds == (-2.0,)

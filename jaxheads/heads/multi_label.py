@@ -38,7 +38,7 @@ from jaxheads.heads._single import (
     select_predictions,
 )
 from jaxheads.heads.base import Features
-from jaxheads.keys import MetricKeys, PredictionKeys, SignatureKeys, class_key, threshold_key
+from jaxheads.keys import MetricKeys, PredictionKeys, SignatureKeys, class_key, threshold_metrics
 from jaxheads.labels import SparseLabels
 from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import LabelVocabulary, default_class_names, is_string_array
@@ -350,10 +350,7 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
             accuracy = (state.at_thresholds if inclusive is None else inclusive).accuracy()
             precision = state.at_thresholds.precision(epsilon=epsilon)
             recall = state.at_thresholds.recall(epsilon=epsilon)
-            for i, t in enumerate(state.config.thresholds):
-                out[threshold_key(MetricKeys.ACCURACY, t)] = accuracy[i]
-                out[threshold_key(MetricKeys.PRECISION, t)] = precision[i]
-                out[threshold_key(MetricKeys.RECALL, t)] = recall[i]
+            out.update(threshold_metrics(state.config.thresholds, accuracy, precision, recall))
         for class_id, mean, curve in zip(
             state.config.classes, state.class_probability, state.class_curves, strict=True
         ):

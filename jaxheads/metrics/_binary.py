@@ -24,14 +24,14 @@ import numpy as np
 from flax import struct
 from jax.typing import ArrayLike
 
+from jaxheads import _validate
 from jaxheads._compat import check_compat, summation_method, threshold_epsilon
-from jaxheads.keys import MetricKeys, threshold_key
+from jaxheads.keys import MetricKeys, threshold_metrics
 from jaxheads.metrics._auc import ConfusionCurve
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._binary_update import fold_logits, fold_probabilities, marginal
 from jaxheads.metrics._confusion import (
     ConfusionAtThresholds,
-    _normalize_thresholds,
 )
 from jaxheads.metrics._exact_sum import ExactSum, fold_axis0
 from jaxheads.metrics._histogram import LogitHistogram
@@ -104,7 +104,7 @@ class BinaryClassifierMetrics(MetricState):
           ValueError: on invalid ``num_thresholds``, thresholds or histogram configuration.
         """
         t = ConfusionCurve.empty(num_thresholds).num_thresholds
-        ts = _normalize_thresholds(thresholds) if np.size(thresholds) else ()
+        ts = _validate.finite_thresholds(thresholds) if np.size(thresholds) else ()
         nt = len(np.unique(np.asarray(ts, np.float32)))
         hist = LogitHistogram.empty(logit_buckets, logit_grid) if logit_buckets else None
         return cls(
@@ -292,11 +292,7 @@ class BinaryClassifierMetrics(MetricState):
             at = self.at_thresholds(epsilon=threshold_epsilon(compat))
             # TF1's accuracy_at_threshold counts p >= t as positive; TF2's BinaryAccuracy p > t.
             accuracy = self.at_thresholds(inclusive=compat == "v1").accuracy()
-            precision, recall = at.precision(), at.recall()
-            for i, t in enumerate(self.thresholds):
-                out[threshold_key(MetricKeys.ACCURACY, t)] = accuracy[i]
-                out[threshold_key(MetricKeys.PRECISION, t)] = precision[i]
-                out[threshold_key(MetricKeys.RECALL, t)] = recall[i]
+            out.update(threshold_metrics(self.thresholds, accuracy, at.precision(), at.recall()))
         if self.logit_counts is not None:
             out.update(self.logit_histogram().compute())
         return out

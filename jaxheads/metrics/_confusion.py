@@ -20,6 +20,7 @@ import numpy as np
 from flax import struct
 from jax.typing import ArrayLike
 
+from jaxheads import _validate
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_segment_sum
 from jaxheads.metrics._exact_sum import ExactSum, reverse_cumsum
@@ -38,18 +39,6 @@ _NEG, _ONE, _SOFT = 0, 1, 2
 _NUM_CLASSES = 3
 # Up to this many thresholds, count with unrolled compares instead of a binary search.
 _UNROLL_MAX = 8
-
-
-def _normalize_thresholds(thresholds: float | Sequence[float]) -> tuple[float, ...]:
-    if isinstance(thresholds, (int, float, np.integer, np.floating)):
-        thresholds = (thresholds,)
-    out = tuple(float(t) for t in thresholds)
-    if not out:
-        raise ValueError("thresholds must not be empty.")
-    bad = [t for t in out if not np.isfinite(t)]
-    if bad:
-        raise ValueError(f"thresholds must be finite numbers; got {bad}.")
-    return out
 
 
 def count_thresholds_below(
@@ -150,7 +139,7 @@ class ConfusionAtThresholds(MetricState):
         Raises:
           ValueError: on empty or non-finite thresholds, or a negative epsilon.
         """
-        ts = _normalize_thresholds(thresholds)
+        ts = _validate.finite_thresholds(thresholds)
         if not epsilon >= 0.0:
             raise ValueError(f"epsilon must be >= 0; got {epsilon}.")
         n = len(set(np.asarray(ts, np.float32).tolist()))
