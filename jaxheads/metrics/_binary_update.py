@@ -203,14 +203,10 @@ def _drop_unweighted(
     """``arrays`` with 0 where the weight is 0 (``None`` passes through).
 
     A zero weight removes the element, even a non-finite one (TF would sum
-    ``0 · inf = NaN``), and no ``0 · inf`` is ever computed. The results are
-    materialised in one pass: consumers then read one array each instead of
-    re-evaluating the ``where`` against the weights (measured ~3x cheaper).
+    ``0 · inf = NaN``), and no ``0 · inf`` is ever computed: the weighted sums
+    downstream are plain products, which XLA fuses into its reductions (a
+    ``where`` inside the products measured ~1 ms slower at 10^6 on CPU).
     """
     if w is None:
         return arrays
-    present_ = [a for a in arrays if a is not None]
-    kept = iter(
-        jax.lax.optimization_barrier([jnp.where(w == 0, jnp.zeros_like(a), a) for a in present_])
-    )
-    return tuple(None if a is None else next(kept) for a in arrays)
+    return tuple(None if a is None else jnp.where(w == 0, jnp.zeros_like(a), a) for a in arrays)
