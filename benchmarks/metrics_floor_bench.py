@@ -21,6 +21,8 @@ all alike); each ratio is the median of the per-round ratios to its floor.
   (compensated digit scatters). Compared to the weighted floor.
 * **keras jit / eager** — Keras 3 metrics for the weighted TF metric set (see
   ``metrics_bench.py``), when Keras is installed. Compared to the weighted floor.
+* **metrax jit** — metrax's metrics for the same set (``pip install
+  google-metrax``; its precision / recall are unweighted), in one ``jax.jit``.
 * **sklearn** — ``roc_auc_score`` + ``average_precision_score`` on the host
   (exact, sorting; one call each), for scale.
 """
@@ -104,6 +106,47 @@ def _keras() -> tuple[Callable[..., Any], Any, Callable[..., Any]] | None:
     return jit_update, variables, eager_update
 
 
+def _metrax() -> tuple[Callable[..., Any], Any] | None:
+    """TF's binary metric set with metrax (``pip install google-metrax``), jitted; or None.
+
+    metrax's ``AUCROC`` / ``AUCPR`` compare every prediction with every one of
+    the 200 thresholds (an ``[T, N]`` array); its ``Precision`` / ``Recall`` take
+    no weights, so those are unweighted here (less work than the head does).
+    """
+    try:
+        import metrax
+    except ImportError:
+        return None
+
+    def batch(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> dict[str, Any]:
+        x, y, w = logits.reshape(-1), labels.reshape(-1), weights.reshape(-1)
+        loss, p = _bce_and_sigmoid(x, y)
+        cid = (x > 0).astype(jnp.float32)
+        out = {
+            "loss": metrax.Average.from_model_output(loss, w),
+            "prediction": metrax.Average.from_model_output(p, w),
+            "label": metrax.Average.from_model_output(y, w),
+            "accuracy": metrax.Accuracy.from_model_output(cid, y, w),
+            "precision": metrax.Precision.from_model_output(p, y),
+            "recall": metrax.Recall.from_model_output(p, y),
+            "auc": metrax.AUCROC.from_model_output(p, y, w),
+            "auc_pr": metrax.AUCPR.from_model_output(p, y, w),
+        }
+        for t in THRESHOLDS:
+            hit = (p > t).astype(jnp.float32)
+            out[f"accuracy/{t}"] = metrax.Accuracy.from_model_output(hit, y, w)
+            out[f"precision/{t}"] = metrax.Precision.from_model_output(p, y, threshold=t)
+            out[f"recall/{t}"] = metrax.Recall.from_model_output(p, y, threshold=t)
+        return out
+
+    @jax.jit
+    def update(state: Any, logits: jax.Array, labels: jax.Array, weights: jax.Array) -> Any:
+        new = batch(logits, labels, weights)
+        return {k: state[k].merge(v) for k, v in new.items()}
+
+    return update, jax.eval_shape(batch, *_inputs(8))
+
+
 def _sklearn(vs: Any, logits: jax.Array, labels: jax.Array, weights: jax.Array) -> float:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -139,6 +182,11 @@ def main() -> None:
         if keras is not None:
             contenders["keras jit"] = (keras[0], keras[1])
             contenders["keras eager"] = (keras[2], None)
+        found = _metrax()
+        if found is not None:
+            update, shapes = found
+            zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+            contenders["metrax jit"] = (update, zero)
         contenders["sklearn"] = (_sklearn, None)
     for fn, state in contenders.values():
         jax.block_until_ready(fn(state, *data))
