@@ -174,10 +174,11 @@ class BinaryClassifierMetrics(MetricState):
     ) -> BinaryClassifierMetrics:
         """Folds in a batch of logits (pure; jittable): the heads' fast path.
 
-        Equal to ``update(labels, sigmoid(logits), sample_weight,
-        class_ids=logits > 0, loss=sigmoid_cross_entropy(labels, logits),
-        logits=logits)``, but the probability, the class id and the loss come
-        from ONE ``exp`` in one fused pass over flat views of the batch.
+        The counts of ``update(labels, p, sample_weight, class_ids=logits > 0,
+        loss=loss, logits=logits)`` with ``loss, p =
+        jaxheads.losses.sigmoid_loss_and_probability(labels, logits)`` (the
+        head's loss and TF's sigmoid), but all from ONE ``exp`` in one fused
+        pass over flat views of the batch.
 
         Args:
           labels: ``[D0, …, DN]`` or the logits' shape (non-zero = positive).
