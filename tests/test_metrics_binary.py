@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jax.sharding import PartitionSpec as P
 
 from jaxheads import metrics
@@ -188,3 +190,36 @@ def test_label_and_weight_totals_come_from_the_joint_table():
     total = np.sum(w.astype(np.float64))
     assert m.mean("label").count.to_numpy() == total
     assert m.mean("label").total.to_numpy() == np.sum(w.astype(np.float64) * y)
+
+
+_SHAPES = st.sampled_from([(7, 1), (2, 3, 1), (4, 2, 3, 1), (1, 1)])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=_SHAPES,
+    weight_form=st.sampled_from(["none", "scalar", "batch", "full"]),
+    seed=st.integers(0, 2**16),
+    extended=st.booleans(),
+)
+def test_update_logits_matches_its_parts_for_any_leading_dims(shape, weight_form, seed, extended):
+    """Any leading dimensions and TF weight shapes: update_logits = update of its parts."""
+    from jaxheads.losses import sigmoid_loss_and_probability
+
+    rng = np.random.default_rng(seed)
+    y = rng.choice(np.float32([0.0, 1.0, 0.4]), size=shape)
+    x = (rng.normal(size=shape) * 6).astype(np.float32)
+    w = {
+        "none": None,
+        "scalar": np.float32(rng.integers(0, 3)),
+        "batch": rng.integers(0, 3, shape[:-1]).astype(np.float32),
+        "full": rng.integers(0, 3, shape).astype(np.float32),
+    }[weight_form]
+    empty = metrics.BinaryClassifierMetrics.empty(
+        20, (0.3, 0.5), logit_buckets=64 if extended else 0
+    )
+    fused = empty.update_logits(y, x, w)
+    loss, p = sigmoid_loss_and_probability(jnp.asarray(y), jnp.asarray(x))
+    parts = empty.update(y, p, w, class_ids=(x > 0).astype(np.float32), loss=loss, logits=x)
+    for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(parts), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-6)
