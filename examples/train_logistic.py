@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import optax
-from _console import epochs
+from _console import epochs, header, row, shuffled_batches
 from flax import nnx
 from sklearn.datasets import load_diabetes
 from sklearn.model_selection import train_test_split
@@ -58,15 +58,13 @@ eval_step = train.make_nnx_eval_step(None, head)
 predict = nnx.jit(lambda m, x: m.head.predictions(m(x))["predictions"])
 
 rng = np.random.default_rng(0)
-print(" | ".join(["epoch"] + COLUMNS), flush=True)
+print(header(COLUMNS), flush=True)
 progress, say = epochs(EPOCHS)  # a bar on a terminal only; one line per epoch in a log
 for epoch in progress:
-    order = rng.permutation(len(x_train))
-    for start in range(0, len(order) - BATCH + 1, BATCH):
-        batch = order[start : start + BATCH]
+    for batch in shuffled_batches(rng, len(x_train), BATCH):
         train_step(model, optimizer, x_train[batch], y_train[batch])
     values = head.compute_metrics(eval_step(model, x_test, y_test).metrics)
-    say(" | ".join([f"{epoch:5d}"] + [f"{float(values[k]):{len(k)}.4f}" for k in COLUMNS]))
+    say(row(epoch, values, COLUMNS))
 
 # The head has no AUC (TF's neither): stream a ConfusionCurve for "label > 0.5" instead.
 curve = jh.metrics.ConfusionCurve.empty().update(

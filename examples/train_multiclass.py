@@ -10,7 +10,7 @@ decodes a few predictions back to names with ``head.class_names``.
 import jax
 import numpy as np
 import optax
-from _console import epochs
+from _console import epochs, header, row, shuffled_batches
 from flax import linen as nn
 from flax.training.train_state import TrainState
 from sklearn.datasets import load_wine
@@ -48,20 +48,16 @@ train_step = train.make_train_step(None, head, with_metrics=False)
 eval_step = train.make_eval_step(None, head)
 
 rng = np.random.default_rng(0)
-print("epoch | train loss | average_loss/wine | accuracy/wine", flush=True)
+COLUMNS = ["train loss", "average_loss/wine", "accuracy/wine"]
+print(header(COLUMNS), flush=True)
 progress, say = epochs(EPOCHS)  # a bar on a terminal only; one line per epoch in a log
 for epoch in progress:
-    order = rng.permutation(len(x_train))
     losses = []
-    for start in range(0, len(order) - BATCH + 1, BATCH):  # fixed batch shape: one compilation
-        batch = order[start : start + BATCH]
+    for batch in shuffled_batches(rng, len(x_train), BATCH):  # one batch shape: one compilation
         state, out = train_step(state, x_train[batch], y_train[batch])  # strings encoded on host
         losses.append(float(out.loss))
     values = head.compute_metrics(eval_step(state, x_test, y_test).metrics)
-    say(
-        f"{epoch:5d} | {np.mean(losses):10.4f} | {float(values['average_loss/wine']):17.4f} | "
-        f"{float(values['accuracy/wine']):13.4f}"
-    )
+    say(row(epoch, {**values, "train loss": np.mean(losses)}, COLUMNS))
 
 logits = model.apply({"params": state.params}, x_test[:5])
 predictions = head.predictions(logits)

@@ -12,7 +12,7 @@ metrics per epoch are each head's own metrics (suffixed with its name) plus
 import jax
 import numpy as np
 import optax
-from _console import epochs
+from _console import epochs, header, row, shuffled_batches
 from flax import linen as nn
 from flax.training.train_state import TrainState
 from sklearn.datasets import load_wine
@@ -66,18 +66,15 @@ train_step = train.make_train_step(None, head, with_metrics=False)
 eval_step = train.make_eval_step(None, head)
 
 rng = np.random.default_rng(0)
-print("epoch | train loss | " + " | ".join(COLUMNS), flush=True)
+print(header(["train loss", *COLUMNS]), flush=True)
 progress, say = epochs(EPOCHS)  # a bar on a terminal only; one line per epoch in a log
 for epoch in progress:
-    order = rng.permutation(idx_train)
     losses = []
-    for start in range(0, len(order) - BATCH + 1, BATCH):
-        batch = order[start : start + BATCH]
+    for batch in shuffled_batches(rng, idx_train, BATCH):
         state, out = train_step(state, x[batch], take(labels, batch))
         losses.append(float(out.loss))
     values = head.compute_metrics(eval_step(state, x[idx_test], take(labels, idx_test)).metrics)
-    row = [f"{float(values[k]):{len(k)}.4f}" for k in COLUMNS]
-    say(f"{epoch:5d} | {np.mean(losses):10.4f} | " + " | ".join(row))
+    say(row(epoch, {**values, "train loss": np.mean(losses)}, ["train loss", *COLUMNS]))
 
 predictions = head.predictions(model.apply({"params": state.params}, x[idx_test[:5]]))
 print("cultivar predicted:", np.asarray(predictions[("cultivar", "class_ids")]).ravel().tolist())

@@ -31,7 +31,7 @@ from jaxheads.flax import LinenHead
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _console import epochs
+from _console import epochs, header, row, shuffled_batches
 
 OUT = pathlib.Path(__file__).parent / "out"
 EPOCHS, BATCH, KEPT_POSITIVES = 12, 64, 30
@@ -76,17 +76,14 @@ train_step = train.make_train_step(None, head, with_metrics=False, donate=True)
 eval_step = train.make_eval_step(None, head)
 
 rng = np.random.default_rng(0)
-print(" | ".join(["epoch"] + COLUMNS), flush=True)
+print(header(COLUMNS), flush=True)
 progress, say = epochs(EPOCHS)  # a bar on a terminal only; one line per epoch in a log
 for epoch in progress:
-    order = rng.permutation(len(x_train))
-    for start in range(0, len(order) - BATCH + 1, BATCH):
-        batch = order[start : start + BATCH]
+    for batch in shuffled_batches(rng, len(x_train), BATCH):
         state, _ = train_step(state, x_train[batch], y_train[batch])
     evaluation = eval_step(state, x_test, y_test).metrics
     values = head.compute_metrics(evaluation)
-    row = [f"{epoch:5d}"] + [f"{float(values[k]):{len(k)}.4f}" for k in COLUMNS]
-    say(" | ".join(row))
+    say(row(epoch, values, COLUMNS))
 
 print("\nExtended evaluation (test set):")
 lower, upper = float(values["roc_auc/lower"]), float(values["roc_auc/upper"])
