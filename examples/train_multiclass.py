@@ -65,5 +65,5 @@ print("predicted:", head.class_names(predictions["class_ids"]).ravel().tolist())
 print("truth:    ", y_test[:5].ravel().tolist())
 print(
     "p(class): ",
-    [[round(float(p), 3) for p in row] for row in np.asarray(predictions["probabilities"])],
+    [[round(float(p), 3) for p in line] for line in np.asarray(predictions["probabilities"])],
 )
