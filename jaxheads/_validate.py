@@ -67,6 +67,10 @@ def _is_real(value: Any) -> bool:
     )
 
 
+def _is_finite_real(value: Any) -> bool:
+    return _is_real(value) and math.isfinite(float(value))
+
+
 def _sequence(value: Any, name: str, expected: str) -> list[Any]:
     """The elements of a list, tuple or 1-d array, as scalars; ``ValueError`` otherwise."""
     if isinstance(value, (np.ndarray, jax.Array)):
@@ -81,6 +85,21 @@ def _sequence(value: Any, name: str, expected: str) -> list[Any]:
     raise ValueError(
         f"{name} must be a list, tuple or 1-d array of {expected}; got {_describe(value)}."
     )
+
+
+def flag(value: Any, name: str) -> bool:
+    """A Python or NumPy bool, as ``bool``.
+
+    Raises:
+      ValueError: naming ``name``, for anything else (``1``, ``"yes"``, ``None`` …).
+
+    Examples:
+      >>> flag(np.True_, "extended_metrics")
+      True
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a bool; got {value!r}.")
+    return bool(value)
 
 
 def positive_int(value: Any, name: str, minimum: int = 1, tf_message: str = "") -> int:
@@ -164,7 +183,7 @@ def finite_thresholds(value: Any, name: str = "thresholds") -> tuple[float, ...]
     items = [value] if _is_real(value) else _sequence(value, name, "finite numbers")
     if not items:
         raise ValueError(f"{name} must not be empty; got {_describe(value)}.")
-    bad = [item for item in items if not _is_real(item) or not np.isfinite(float(item))]
+    bad = [item for item in items if not _is_finite_real(item)]
     if bad:
         raise ValueError(
             f"{name} must be finite numbers; got {', '.join(_describe(b) for b in bad)} in "
@@ -238,7 +257,7 @@ def head_weights(value: Any, n_heads: int, name: str = "head_weights") -> tuple[
             f"len({name}): {len(items)}. (got {_describe(value)})"
         )
     for item in items:
-        if not _is_real(item) or not math.isfinite(float(item)):
+        if not _is_finite_real(item):
             raise ValueError(
                 f"{name} must hold finite numbers, one per head; got the element "
                 f"{_describe(item)} in {_describe(value)}."

@@ -98,9 +98,8 @@ class BinaryClassHead(SingleHead[BinaryHeadMetrics]):
         _compat.check_compat(self.compat)
         num_thresholds = _checks.check_num_thresholds(self.num_thresholds)
         object.__setattr__(self, "num_thresholds", num_thresholds)
-        if not isinstance(self.extended_metrics, (bool, np.bool_)):
-            raise ValueError(f"extended_metrics must be a bool; got {self.extended_metrics!r}.")
-        object.__setattr__(self, "extended_metrics", bool(self.extended_metrics))
+        extended = _validate.flag(self.extended_metrics, "extended_metrics")
+        object.__setattr__(self, "extended_metrics", extended)
 
     @property
     def logits_dimension(self) -> int:

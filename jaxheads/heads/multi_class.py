@@ -130,9 +130,8 @@ class MultiClassHead(SingleHead[MultiClassHeadMetrics]):
                 "one_hot_labels=True cannot be combined with a label_vocabulary: one-hot "
                 "labels are numeric vectors, not class names."
             )
-        if not isinstance(self.extended_metrics, (bool, np.bool_)):
-            raise ValueError(f"extended_metrics must be a bool; got {self.extended_metrics!r}.")
-        object.__setattr__(self, "extended_metrics", bool(self.extended_metrics))
+        extended = _validate.flag(self.extended_metrics, "extended_metrics")
+        object.__setattr__(self, "extended_metrics", extended)
 
     @property
     def logits_dimension(self) -> int:

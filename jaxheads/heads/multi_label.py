@@ -165,9 +165,8 @@ class MultiLabelHead(SingleHead[MultiLabelHeadMetrics]):
         _compat.check_compat(self.compat)
         num_thresholds = _checks.check_num_thresholds(self.num_thresholds)
         object.__setattr__(self, "num_thresholds", num_thresholds)
-        if not isinstance(self.extended_metrics, (bool, np.bool_)):
-            raise ValueError(f"extended_metrics must be a bool; got {self.extended_metrics!r}.")
-        object.__setattr__(self, "extended_metrics", bool(self.extended_metrics))
+        extended = _validate.flag(self.extended_metrics, "extended_metrics")
+        object.__setattr__(self, "extended_metrics", extended)
 
     def _class_ids_for_metrics(self, classes: Any) -> tuple[int, ...]:
         return _validate.class_ids_for_metrics(classes, self.n_classes, self.label_vocabulary)
