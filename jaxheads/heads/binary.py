@@ -21,13 +21,14 @@ from jaxheads.heads._metric_state import (
 from jaxheads.heads._single import Batch, SingleHead, classification_outputs, select_predictions
 from jaxheads.heads.base import Features
 from jaxheads.keys import ExportKeys, PredictionKeys, SignatureKeys
+from jaxheads.metrics._histogram import DEFAULT_BUCKETS
 from jaxheads.reduction import Reduction
 from jaxheads.vocabulary import LabelVocabulary, default_class_names
 
 __all__ = ["EXTENDED_LOGIT_BUCKETS", "BinaryClassHead", "binary_classification_head"]
 
 #: Buckets of the logit histogram behind ``extended_metrics=True`` (grid [-16, 16]).
-EXTENDED_LOGIT_BUCKETS = 16384
+EXTENDED_LOGIT_BUCKETS = DEFAULT_BUCKETS
 
 
 @dataclasses.dataclass(frozen=True)

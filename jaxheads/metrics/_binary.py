@@ -34,7 +34,7 @@ from jaxheads.metrics._confusion import (
     ConfusionAtThresholds,
 )
 from jaxheads.metrics._exact_sum import ExactSum, fold_axis0
-from jaxheads.metrics._histogram import LogitHistogram
+from jaxheads.metrics._histogram import DEFAULT_GRID, LogitHistogram
 from jaxheads.metrics._mean import Mean
 
 __all__ = ["BinaryClassifierMetrics"]
@@ -79,7 +79,7 @@ class BinaryClassifierMetrics(MetricState):
     num_thresholds: int = struct.field(pytree_node=False, default=200)
     thresholds: tuple[float, ...] = struct.field(pytree_node=False, default=())
     logit_buckets: int = struct.field(pytree_node=False, default=0)
-    logit_grid: tuple[float, float] = struct.field(pytree_node=False, default=(-16.0, 16.0))
+    logit_grid: tuple[float, float] = struct.field(pytree_node=False, default=DEFAULT_GRID)
 
     @classmethod
     def empty(
@@ -87,7 +87,7 @@ class BinaryClassifierMetrics(MetricState):
         num_thresholds: int = 200,
         thresholds: float | Sequence[float] = (),
         logit_buckets: int = 0,
-        logit_grid: Sequence[float] = (-16.0, 16.0),
+        logit_grid: Sequence[float] = DEFAULT_GRID,
     ) -> BinaryClassifierMetrics:
         """A fresh state.
 
@@ -114,7 +114,7 @@ class BinaryClassifierMetrics(MetricState):
             num_thresholds=t,
             thresholds=ts,
             logit_buckets=0 if hist is None else hist.num_buckets,
-            logit_grid=(-16.0, 16.0) if hist is None else hist.grid,
+            logit_grid=DEFAULT_GRID if hist is None else hist.grid,
         )
 
     def update(

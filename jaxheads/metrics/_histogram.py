@@ -64,6 +64,9 @@ __all__ = ["LogitHistogram"]
 
 #: Order of the running sums in :attr:`LogitHistogram.sums`.
 SUMS = ("loss", "probability", "label", "weight")
+#: Default histogram: 16,384 buckets (256 KiB of state) on the logit grid [-16, 16].
+DEFAULT_BUCKETS = 16384
+DEFAULT_GRID = (-16.0, 16.0)
 
 
 class LogitHistogram(MetricState):
@@ -94,12 +97,12 @@ class LogitHistogram(MetricState):
 
     counts: ExactSum
     sums: ExactSum
-    num_buckets: int = struct.field(pytree_node=False, default=16384)
-    grid: tuple[float, float] = struct.field(pytree_node=False, default=(-16.0, 16.0))
+    num_buckets: int = struct.field(pytree_node=False, default=DEFAULT_BUCKETS)
+    grid: tuple[float, float] = struct.field(pytree_node=False, default=DEFAULT_GRID)
 
     @classmethod
     def empty(
-        cls, num_buckets: int = 16384, grid: Sequence[float] = (-16.0, 16.0)
+        cls, num_buckets: int = DEFAULT_BUCKETS, grid: Sequence[float] = DEFAULT_GRID
     ) -> LogitHistogram:
         """A fresh histogram.
 

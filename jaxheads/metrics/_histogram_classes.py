@@ -21,7 +21,7 @@ from jaxheads.losses import sigmoid_loss_and_probability
 from jaxheads.metrics._base import MetricState
 from jaxheads.metrics._batch_sum import exact_total
 from jaxheads.metrics._exact_sum import ExactSum
-from jaxheads.metrics._histogram import LogitHistogram
+from jaxheads.metrics._histogram import DEFAULT_BUCKETS, DEFAULT_GRID, LogitHistogram
 from jaxheads.metrics._histogram_kernels import histogram_counts
 from jaxheads.metrics._shapes import as_f32, broadcast_weights, times_or_zero
 
@@ -65,12 +65,15 @@ class ClassLogitHistograms(MetricState):
 
     counts: ExactSum
     sums: ExactSum
-    num_buckets: int = struct.field(pytree_node=False, default=16384)
-    grid: tuple[float, float] = struct.field(pytree_node=False, default=(-16.0, 16.0))
+    num_buckets: int = struct.field(pytree_node=False, default=DEFAULT_BUCKETS)
+    grid: tuple[float, float] = struct.field(pytree_node=False, default=DEFAULT_GRID)
 
     @classmethod
     def empty(
-        cls, num_classes: int, num_buckets: int = 16384, grid: Sequence[float] = (-16.0, 16.0)
+        cls,
+        num_classes: int,
+        num_buckets: int = DEFAULT_BUCKETS,
+        grid: Sequence[float] = DEFAULT_GRID,
     ) -> ClassLogitHistograms:
         """``num_classes`` fresh histograms (arguments validated as :meth:`LogitHistogram.empty`).
 
