@@ -20,10 +20,9 @@ from jaxheads.train._grads import (
     RegularizationFn,
     eval_loss,
     loss_and_grads,
-    metric_state,
 )
 from jaxheads.train._host import Batch, prepare_batch, refuse_padding_for_batch_statistics
-from jaxheads.train._outputs import EvalOutput, StepOutput, fold_eval
+from jaxheads.train._outputs import EvalOutput, StepOutput, eval_finish, train_finish
 from jaxheads.train._place import CoreOutput, check_strategy, distribute, same_on_every_device
 
 ApplyFn = Callable[..., Any]
@@ -161,14 +160,14 @@ def make_train_step(
         new_state = _state.apply_gradients(state, out.grads, tx, **new_model_state)
         return CoreOutput(new_state, out.loss, out.logits, out.regularization)
 
-    def finish(_: None, state: Any, batch: Batch, rng: Any, out: CoreOutput) -> tuple:
-        metrics = (
-            metric_state(head, batch, out.logits, out.regularization) if with_metrics else None
-        )
-        return out.state, StepOutput(out.loss, metrics)
-
     step = distribute(
-        core, finish, mesh=mesh, data_axis=data_axis, strategy=strategy, jit=jit, donate=donate
+        core,
+        train_finish(head, with_metrics),
+        mesh=mesh,
+        data_axis=data_axis,
+        strategy=strategy,
+        jit=jit,
+        donate=donate,
     )
 
     def train_step(
@@ -238,12 +237,14 @@ def make_eval_step(
         loss, reg = eval_loss(cfg, params, logits, batch, axis_name)
         return CoreOutput(None, loss, logits, reg)
 
-    def finish(_: None, state: Any, batch: Batch, previous: Any, out: CoreOutput) -> EvalOutput:
-        metrics = metric_state(head, batch, out.logits, out.regularization)
-        return fold_eval(previous, out.loss, metrics)
-
     step = distribute(
-        core, finish, mesh=mesh, data_axis=data_axis, strategy=strategy, jit=jit, donate=False
+        core,
+        eval_finish(head),
+        mesh=mesh,
+        data_axis=data_axis,
+        strategy=strategy,
+        jit=jit,
+        donate=False,
     )
 
     def eval_step(state: Any, features: Any, labels: Any, previous: Any = None) -> EvalOutput:

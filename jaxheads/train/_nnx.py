@@ -17,10 +17,9 @@ from jaxheads.train._grads import (
     RegularizationFn,
     eval_loss,
     loss_and_grads,
-    metric_state,
 )
 from jaxheads.train._host import Batch, prepare_batch, refuse_padding_for_batch_statistics
-from jaxheads.train._outputs import EvalOutput, StepOutput, fold_eval
+from jaxheads.train._outputs import EvalOutput, StepOutput, eval_finish, train_finish
 from jaxheads.train._place import CoreOutput, check_strategy, distribute, same_on_every_device
 from jaxheads.train._state import check_previous
 
@@ -127,14 +126,14 @@ def make_nnx_train_step(
         optimizer.update(module, out.grads)
         return CoreOutput(nnx.state((module, optimizer)), out.loss, out.logits, out.regularization)
 
-    def finish(graphdef: Any, state: Any, batch: Batch, _: None, out: CoreOutput) -> tuple:
-        metrics = (
-            metric_state(head, batch, out.logits, out.regularization) if with_metrics else None
-        )
-        return out.state, StepOutput(out.loss, metrics)
-
     step = distribute(
-        core, finish, mesh=mesh, data_axis=data_axis, strategy=strategy, jit=jit, donate=donate
+        core,
+        train_finish(head, with_metrics),
+        mesh=mesh,
+        data_axis=data_axis,
+        strategy=strategy,
+        jit=jit,
+        donate=donate,
     )
 
     def train_step(
@@ -197,15 +196,14 @@ def make_nnx_eval_step(
         loss, reg = eval_loss(cfg, nnx.state(module, nnx.Param), logits, batch, axis_name)
         return CoreOutput(None, loss, logits, reg)
 
-    def finish(
-        graphdef: Any, state: Any, batch: Batch, previous: Any, out: CoreOutput
-    ) -> EvalOutput:
-        return fold_eval(
-            previous, out.loss, metric_state(head, batch, out.logits, out.regularization)
-        )
-
     step = distribute(
-        core, finish, mesh=mesh, data_axis=data_axis, strategy=strategy, jit=jit, donate=False
+        core,
+        eval_finish(head),
+        mesh=mesh,
+        data_axis=data_axis,
+        strategy=strategy,
+        jit=jit,
+        donate=False,
     )
 
     def eval_step(

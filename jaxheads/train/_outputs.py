@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -9,6 +10,9 @@ import jax.numpy as jnp
 
 from jaxheads import metrics as jh_metrics
 from jaxheads.heads.base import Head
+from jaxheads.train._grads import metric_state
+from jaxheads.train._host import Batch
+from jaxheads.train._place import CoreOutput
 
 LOSS_KEY = "loss"
 
@@ -60,3 +64,31 @@ def fold_eval(previous: EvalOutput | None, loss: jax.Array, metrics: Any) -> Eva
         return EvalOutput(loss, metrics, loss, jnp.ones((), jnp.float32))
     merged = jh_metrics.merge(previous.metrics, metrics)
     return EvalOutput(loss, merged, previous.loss_sum + loss, previous.batches + 1.0)
+
+
+# finish(static, state, batch, extra, core output): the global-array tail of a step.
+Finish = Callable[[Any, Any, Batch, Any, CoreOutput], Any]
+
+
+def train_finish(head: Head[Any], with_metrics: bool) -> Finish:
+    """A train step's tail (linen and nnx alike): the new state and its :class:`StepOutput`."""
+
+    def finish(_: Any, state: Any, batch: Batch, __: Any, out: CoreOutput) -> tuple:
+        del state
+        metrics = (
+            metric_state(head, batch, out.logits, out.regularization) if with_metrics else None
+        )
+        return out.state, StepOutput(out.loss, metrics)
+
+    return finish
+
+
+def eval_finish(head: Head[Any]) -> Finish:
+    """An eval step's tail: this batch's metrics folded into ``previous`` (the extra input)."""
+
+    def finish(_: Any, state: Any, batch: Batch, previous: Any, out: CoreOutput) -> EvalOutput:
+        del state
+        metrics = metric_state(head, batch, out.logits, out.regularization)
+        return fold_eval(previous, out.loss, metrics)
+
+    return finish
