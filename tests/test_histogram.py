@@ -392,3 +392,24 @@ def test_empty_classes_are_defined():
     empty = LogitHistogram.empty()
     assert float(empty.average_precision()) == 0.0
     assert float(empty.expected_calibration_error()) == 0.0
+
+
+def test_empty_and_degenerate_evaluations_give_no_nan():
+    """Nothing counted: every extended metric is a number (0 as TF's empty means; the
+    interval is the whole [0, 1]; the standard error is inf). Degenerate but
+    non-empty data get their documented limits, never NaN."""
+    out = {k: float(v) for k, v in LogitHistogram.empty(64).compute().items()}
+    assert not any(np.isnan(v) for v in out.values()), out
+    assert out["normalized_entropy"] == 0.0 and out["calibration_ratio"] == 0.0
+    y0 = np.zeros(4, np.float32)
+    perfect = _hist(y0, np.full(4, -np.inf, np.float32), None)  # no loss, no positives
+    assert float(perfect.normalized_entropy()) == 0.0
+    assert float(perfect.calibration_ratio()) == 1.0
+    wrong = _hist(y0, np.full(4, 2.0, np.float32), None)  # loss, base rate 0
+    assert float(wrong.normalized_entropy()) == np.inf
+    assert float(wrong.calibration_ratio()) == np.inf
+    zero_weight = _hist(y0 + 1, np.full(4, 2.0, np.float32), np.zeros(4, np.float32))
+    assert float(zero_weight.calibration_ratio()) == 0.0  # weight 0: nothing counted
+    head = jh.BinaryClassHead(extended_metrics=True)
+    empty_eval = head.compute_metrics(head.init_metrics())
+    assert not any(np.isnan(float(v)) for v in empty_eval.values())

@@ -266,14 +266,18 @@ class LogitHistogram(MetricState):
 
         From the exact running sums of the raw per-example loss (confident
         mistakes at ``|logit|`` of 20–100 count fully, never clamped). ``inf``
-        (loss > 0) or NaN (no loss) when the base rate is 0 or 1.
+        when there is loss but the base rate is 0 or 1; 0 with no loss (an
+        empty evaluation, or every loss exactly 0).
         """
         return stats.normalized_entropy(self.sums)
 
     def calibration_ratio(self) -> jax.Array:
-        """``Σw·p / Σw·y`` from the exact running sums (``inf`` with no positives)."""
-        s = self.sums.value()
-        return s[1] / s[2]
+        """``Σw·p / Σw·y`` from the exact running sums.
+
+        ``inf`` with predicted probability but no positives; 1 when both sums
+        are 0; 0 for an empty evaluation (nothing counted), as the other metrics.
+        """
+        return stats.calibration_ratio(self.sums)
 
     def mean(self, which: str) -> jax.Array:
         """Weighted mean of ``"loss"``, ``"probability"`` or ``"label"`` (0 when empty)."""

@@ -14,6 +14,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import xlogy
 
 from jaxheads.metrics._batch_sum import exact_segment_sum, exact_total
 from jaxheads.metrics._exact_sum import ExactSum, reverse_cumsum
@@ -191,9 +192,24 @@ def ece(counts: ExactSum, centres: np.ndarray, num_bins: int) -> jax.Array:
 
 @jax.jit
 def normalized_entropy(sums: ExactSum) -> jax.Array:
-    """``(Σw·loss / Σw) / H(Σw·y / Σw)`` with ``H`` the binary entropy (nats)."""
+    """``(Σw·loss / Σw) / H(Σw·y / Σw)`` with ``H`` the binary entropy (nats).
+
+    0 when there is no loss to normalise (an empty evaluation, or every loss
+    exactly 0); ``inf`` when there is loss but the base rate is 0 or 1.
+    """
     s = sums.value()
     mean_loss = safe_divide(s[0], s[3])
     rate = safe_divide(s[2], s[3])
-    h = -(jax.scipy.special.xlogy(rate, rate) + jax.scipy.special.xlogy(1.0 - rate, 1.0 - rate))
-    return mean_loss / h
+    # `0 - …`, not `-…`: a base rate of 0 or 1 has entropy +0 (so NE is +inf, not -inf).
+    h = 0.0 - (xlogy(rate, rate) + xlogy(1.0 - rate, 1.0 - rate))
+    return jnp.where(mean_loss == 0, 0.0, mean_loss / jnp.where(mean_loss == 0, 1.0, h))
+
+
+def calibration_ratio(sums: ExactSum) -> jax.Array:
+    """``Σw·p / Σw·y``: 0 for an empty evaluation, 1 when both sums are 0 (no
+    positives predicted or observed), ``inf`` for predictions without positives."""
+    s = sums.value()
+    predicted, observed = s[1], s[2]
+    both_zero = (predicted == 0) & (observed == 0)
+    ratio = predicted / jnp.where(both_zero, 1.0, observed)
+    return jnp.where(s[3] == 0, 0.0, jnp.where(both_zero, 1.0, ratio))
