@@ -223,3 +223,16 @@ def test_update_logits_matches_its_parts_for_any_leading_dims(shape, weight_form
     parts = empty.update(y, p, w, class_ids=(x > 0).astype(np.float32), loss=loss, logits=x)
     for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(parts), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-6)
+
+
+def test_update_logits_names_the_argument_that_does_not_fit():
+    m = metrics.BinaryClassifierMetrics.empty()
+    y, x = np.zeros((3, 1), np.float32), np.zeros((3, 1), np.float32)
+    with pytest.raises(ValueError, match=r"loss shape \(4, 1\) != logits shape \(3, 1\)"):
+        m.update_logits(y, x, loss=np.zeros((4, 1), np.float32))
+    with pytest.raises(ValueError, match=r"sample_weight shape \(4,\) .* logits shape \(3, 1\)"):
+        m.update_logits(y, x, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match=r"labels and predictions must have the same shape"):
+        m.update_logits(np.zeros((4, 1), np.float32), x)
+    empty = m.update_logits(np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32))
+    assert all(float(v) == 0.0 for v in empty.compute().values())

@@ -52,10 +52,10 @@ def marginal(x: ExactSum, keep: tuple[int, ...]) -> ExactSum:
     return exact_total(hi, axis=0).merge(exact_total(lo, axis=0))
 
 
-def _same_shape(name: str, x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def _same_shape(name: str, x: jax.Array, shape: tuple[int, ...], of: str) -> jax.Array:
     x = match_trailing_one(as_f32(x), len(shape))
     if tuple(x.shape) != shape:
-        raise ValueError(f"{name} shape {tuple(x.shape)} != predictions shape {shape}.")
+        raise ValueError(f"{name} shape {tuple(x.shape)} != {of} shape {shape}.")
     return x
 
 
@@ -72,7 +72,7 @@ def fold_probabilities(
     """``state`` with a batch of probabilities folded in (see ``BinaryClassifierMetrics.update``)."""
     shape = tuple(match_label_rank(as_f32(labels), as_f32(predictions))[1].shape)
     cid, ls, x = (
-        None if a is None else _same_shape(name, a, shape)
+        None if a is None else _same_shape(name, a, shape, "predictions")
         for name, a in (("class_ids", class_ids), ("loss", loss), ("logits", logits))
     )
     flat_lab, flat_pred, w, (cid, ls, x) = flat_batch(
@@ -94,7 +94,7 @@ def fold_logits(
 ) -> BinaryClassifierMetrics:
     """``state`` with a batch of logits folded in (see ``BinaryClassifierMetrics.update_logits``)."""
     shape = tuple(match_label_rank(as_f32(labels), as_f32(logits))[1].shape)
-    ls = None if loss is None else _same_shape("loss", loss, shape)
+    ls = None if loss is None else _same_shape("loss", loss, shape, "logits")
     flat_lab, flat_x, w, (ls,) = flat_batch(labels, logits, sample_weight, "logits", ls)
     kept_lab, kept_x, ls = _drop_unweighted(w, flat_lab, flat_x, ls)
     lab, x = present(kept_lab), present(kept_x)
